@@ -1,0 +1,13 @@
+//! sd-core: Stable Diffusion inference on candle. Tensors only: no async runtime, no HTTP.
+//!
+//! Data flows prompt -> [`tokenizer`] -> [`models::clip`] -> denoise loop ([`models::unet`] + [`schedulers`],
+//! noise from [`rng`]) -> [`models::vae`] -> RGB images. [`loader`] turns a diffusers folder or hub id into
+//! weights and configs; [`pipeline`] strings the pieces together.
+
+pub mod error;
+pub mod pipeline;
+pub mod rng;
+pub mod schedulers;
+pub mod tokenizer;
+
+pub use error::{CoreError, Result};

@@ -1,0 +1,1 @@
+//! Jobs without HTTP: the bounded queue, the model thread, job events and the result store.

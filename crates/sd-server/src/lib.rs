@@ -1,0 +1,1 @@
+//! The HTTP layer: routes, auth, validation into typed requests, error mapping, OpenAPI and SSE.

@@ -1,0 +1,2 @@
+//! The sd-worker binary.
+fn main() {}
