@@ -35,7 +35,9 @@ pub struct BatchRng {
 
 impl BatchRng {
     pub fn from_seeds(seeds: &[u64]) -> Self {
-        Self { generators: seeds.iter().map(|&s| TorchRng::new(s)).collect() }
+        Self {
+            generators: seeds.iter().map(|&s| TorchRng::new(s)).collect(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -46,9 +48,25 @@ impl BatchRng {
         self.generators.is_empty()
     }
 
+    /// `shape` (dim 0 = 1) drawn from generator 0 alone.
+    pub fn randn_first(
+        &mut self,
+        shape: &[usize],
+        device: &Device,
+        dtype: DType,
+    ) -> candle_core::Result<Tensor> {
+        let _ = (shape, device, dtype);
+        candle_core::bail!("rng not implemented yet")
+    }
+
     /// A standard-normal tensor of `shape` (dim 0 = batch, one slice per generator), drawn in f32 on the CPU
     /// exactly as torch does, then moved to `device` and cast to `dtype`.
-    pub fn randn(&mut self, shape: &[usize], device: &Device, dtype: DType) -> candle_core::Result<Tensor> {
+    pub fn randn(
+        &mut self,
+        shape: &[usize],
+        device: &Device,
+        dtype: DType,
+    ) -> candle_core::Result<Tensor> {
         let _ = (shape, device, dtype);
         candle_core::bail!("rng not implemented yet")
     }

@@ -11,7 +11,9 @@ impl ClipTokenizer {
     /// Loads `dir/vocab.json`, `dir/merges.txt` and, when present, `dir/tokenizer_config.json`.
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let _ = dir;
-        Err(crate::CoreError::Unsupported("tokenizer not implemented yet".into()))
+        Err(crate::CoreError::Unsupported(
+            "tokenizer not implemented yet".into(),
+        ))
     }
 
     /// Token ids with BOS/EOS, truncated to `max_length` (EOS kept last) and padded with the pad token to
