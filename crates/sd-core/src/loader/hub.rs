@@ -34,17 +34,38 @@ const CONFIG_FILES: &[&str] = &[
     "vae/config.json",
 ];
 
+/// How to reach the hub: where its cache lives and whether the network may be used.
+#[derive(Clone, Debug, Default)]
+pub struct HubOptions {
+    /// The hub cache folder (`$HF_HOME/hub`); `None` = hf-hub's default from the environment.
+    pub cache_dir: Option<PathBuf>,
+    /// Only read the cache, never download.
+    pub offline: bool,
+}
+
 #[cfg(feature = "hub")]
-pub fn resolve(id: &str, variant: Option<&str>) -> Result<PathBuf> {
+pub fn resolve(id: &str, variant: Option<&str>, options: &HubOptions) -> Result<PathBuf> {
     use hf_hub::{Cache, Repo};
 
     let repo = Repo::model(id.to_string());
-    let cache = Cache::from_env().repo(repo.clone());
-    let api = hf_hub::api::sync::ApiBuilder::from_env()
-        .with_progress(false)
-        .build()
-        .ok()
-        .map(|a| a.repo(repo));
+    let cache_root = match &options.cache_dir {
+        Some(dir) => Cache::new(dir.clone()),
+        None => Cache::from_env(),
+    };
+    let cache = cache_root.repo(repo.clone());
+    let api = if options.offline {
+        None
+    } else {
+        let builder = match &options.cache_dir {
+            Some(dir) => hf_hub::api::sync::ApiBuilder::from_cache(Cache::new(dir.clone())),
+            None => hf_hub::api::sync::ApiBuilder::from_env(),
+        };
+        builder
+            .with_progress(false)
+            .build()
+            .ok()
+            .map(|a| a.repo(repo))
+    };
     let fetch = |file: &str| -> Option<PathBuf> {
         if let Some(p) = cache.get(file) {
             return Some(p);
@@ -63,7 +84,7 @@ pub fn resolve(id: &str, variant: Option<&str>) -> Result<PathBuf> {
             "`{id}` is not a local folder and is not in the Hugging Face cache ({}), and it could not be downloaded \
              (no network, or no such repo). Download it where there is a network (e.g. `huggingface-cli download {id}`) \
              or pass a local diffusers folder",
-            Cache::from_env().path().display()
+            cache_root.path().display()
         ))
     })?;
     for file in CONFIG_FILES {
@@ -128,7 +149,7 @@ fn fetch_shards(
 }
 
 #[cfg(not(feature = "hub"))]
-pub fn resolve(id: &str, _variant: Option<&str>) -> Result<PathBuf> {
+pub fn resolve(id: &str, _variant: Option<&str>, _options: &HubOptions) -> Result<PathBuf> {
     let _ = CONFIG_FILES;
     Err(CoreError::NotAvailable(format!(
         "`{id}` is not a local folder, and this build has no Hugging Face hub support (build with `--features hub`)"

@@ -73,7 +73,11 @@ pub struct ModelFolder {
 impl ModelFolder {
     /// A local folder, or a hub id resolved through the Hugging Face cache (and the network, when built with the
     /// `hub` feature and online).
-    pub fn resolve(reference: &str, variant: Option<&str>) -> Result<Self> {
+    pub fn resolve(
+        reference: &str,
+        variant: Option<&str>,
+        hub_options: &hub::HubOptions,
+    ) -> Result<Self> {
         let path = Path::new(reference);
         let root = if path.exists() {
             if !path.is_dir() {
@@ -84,7 +88,7 @@ impl ModelFolder {
             }
             path.to_path_buf()
         } else if hub::looks_like_hub_id(reference) {
-            hub::resolve(reference, variant)?
+            hub::resolve(reference, variant, hub_options)?
         } else {
             return Err(CoreError::NotAvailable(format!(
                 "`{reference}` is neither an existing folder nor a hub id of the form org/name"

@@ -50,7 +50,7 @@ fn config_path(folder: &ModelFolder, component: &str, file: &str) -> Result<std:
 impl Pipeline {
     /// Loads a diffusers folder or a hub id (`org/name`, from the hub cache or, with a network, the hub).
     pub fn load(model: &str, options: &LoadOptions) -> Result<Self> {
-        let folder = ModelFolder::resolve(model, options.variant.as_deref())?;
+        let folder = ModelFolder::resolve(model, options.variant.as_deref(), &options.hub)?;
         let device = options.device.open()?;
         let dtype = options.dtype.dtype();
         if device.is_cpu() && options.dtype != DTypeSpec::F32 {

@@ -35,6 +35,19 @@ pub struct LoadOptions {
     pub dtype: DTypeSpec,
     /// Weight file variant to prefer, e.g. `fp16` for `*.fp16.safetensors`; falls back to the plain files.
     pub variant: Option<String>,
+    /// Hub cache location and offline mode, for hub ids.
+    pub hub: crate::loader::hub::HubOptions,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            device: DeviceSpec::Cpu,
+            dtype: DTypeSpec::F32,
+            variant: None,
+            hub: Default::default(),
+        }
+    }
 }
 
 /// What a loaded model is and what it does by default; the engine reports it in `/v1/info`.

@@ -23,7 +23,7 @@ pub fn cpu_f32() -> LoadOptions {
     LoadOptions {
         device: DeviceSpec::Cpu,
         dtype: DTypeSpec::F32,
-        variant: None,
+        ..LoadOptions::default()
     }
 }
 
