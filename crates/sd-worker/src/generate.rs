@@ -104,6 +104,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             .collect(),
         clip_skip: args.clip_skip,
         init,
+        size_conditioning: Default::default(),
     };
     let bar = ProgressBar::new(request.steps as u64);
     bar.set_style(

@@ -6,45 +6,13 @@ use std::time::Instant;
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 
+use super::conditioning::Conditioning;
 use super::{GenerateOutput, GenerateRequest, Pipeline, StepControl, StepEvent, Timings};
 use crate::rng::BatchRng;
 use crate::schedulers::{build_scheduler, Scheduler};
 use crate::{CoreError, Result};
 
-/// Text conditioning for one request: `[2N, tokens, dim]` (negative first) with guidance, `[N, ...]` without.
-pub(super) struct Conditioning {
-    pub context: Tensor,
-    pub guided: bool,
-}
-
 impl Pipeline {
-    /// CLIP hidden states for one prompt, `[1, tokens, dim]`, from the layer `clip_skip` selects.
-    pub fn encode_prompt(&self, prompt: &str, clip_skip: usize) -> Result<Tensor> {
-        let layers = self.text_encoder.num_layers();
-        if clip_skip == 0 || clip_skip > layers {
-            return Err(CoreError::InvalidInput(format!(
-                "clip_skip must be between 1 and {layers}"
-            )));
-        }
-        let ids = self.tokenizer.encode_padded(prompt);
-        let out = self.text_encoder.forward(&[ids], clip_skip - 1, true)?;
-        Ok(out.hidden)
-    }
-
-    pub(super) fn conditioning(&self, req: &GenerateRequest) -> Result<Conditioning> {
-        let batch = req.seeds.len();
-        let positive = self.encode_prompt(&req.prompt, req.clip_skip)?;
-        let repeat = |t: &Tensor| -> Result<Tensor> { Ok(Tensor::cat(&vec![t; batch], 0)?) };
-        let guided = req.guidance_scale > 1.0;
-        let context = if guided {
-            let negative = self.encode_prompt(&req.negative_prompt, req.clip_skip)?;
-            Tensor::cat(&[repeat(&negative)?, repeat(&positive)?], 0)?
-        } else {
-            repeat(&positive)?
-        };
-        Ok(Conditioning { context, guided })
-    }
-
     pub(super) fn validate(&self, req: &GenerateRequest) -> Result<()> {
         let m = self.info.size_multiple;
         let bad = |msg: String| Err(CoreError::InvalidInput(msg));
@@ -88,13 +56,16 @@ impl Pipeline {
         };
         if cond.guided {
             let input = Tensor::cat(&[&scaled, &scaled], 0)?;
-            let out = self.unet.forward(&input, t, &cond.context, None, None)?;
+            let out = self
+                .unet
+                .forward(&input, t, &cond.context, cond.added().as_ref(), None)?;
             let batch = latents.dim(0)?;
             let uncond = out.narrow(0, 0, batch)?;
             let text = out.narrow(0, batch, batch)?;
             Ok((&uncond + ((text - &uncond)? * guidance)?)?)
         } else {
-            self.unet.forward(&scaled, t, &cond.context, None, None)
+            self.unet
+                .forward(&scaled, t, &cond.context, cond.added().as_ref(), None)
         }
     }
 

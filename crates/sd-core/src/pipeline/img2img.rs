@@ -144,7 +144,7 @@ impl Pipeline {
         &self,
         req: &GenerateRequest,
         init: &InitImage,
-        cond: &super::denoise::Conditioning,
+        cond: &super::conditioning::Conditioning,
         on_step: &mut dyn FnMut(&StepEvent<'_>) -> StepControl,
     ) -> Result<Tensor> {
         let batch = req.seeds.len();
@@ -179,7 +179,7 @@ impl Pipeline {
         req: &GenerateRequest,
         init: &InitImage,
         mask: &GrayImage,
-        cond: &super::denoise::Conditioning,
+        cond: &super::conditioning::Conditioning,
         on_step: &mut dyn FnMut(&StepEvent<'_>) -> StepControl,
     ) -> Result<Tensor> {
         let batch = req.seeds.len();

@@ -28,6 +28,10 @@ pub struct Pipeline {
     pub(super) vae_dtype: DType,
     pub(super) tokenizer: ClipTokenizer,
     pub(super) text_encoder: ClipTextModel,
+    /// SDXL's OpenCLIP bigG tokenizer and encoder (with projection): pooled embeddings come from it.
+    pub(super) second_text: Option<(ClipTokenizer, ClipTextModel)>,
+    /// SDXL: an empty negative prompt conditions on zeros rather than on the encoding of "".
+    pub(super) force_zeros_for_empty_prompt: bool,
     pub(super) unet: UNet,
     pub(super) vae: AutoencoderKl,
     pub(super) scheduler_config: SchedulerConfig,
@@ -64,6 +68,19 @@ impl Pipeline {
             read_json(&config_path(&folder, "text_encoder", "config.json")?)?;
         let text_encoder =
             load_text_encoder(&folder.component("text_encoder"), dtype, &device, variant)?;
+        let second = if folder.index.has("text_encoder_2") {
+            let tokenizer_dir = if folder.component("tokenizer_2").is_dir() {
+                "tokenizer_2"
+            } else {
+                "tokenizer"
+            };
+            let tokenizer_2 = ClipTokenizer::from_dir(&folder.component(tokenizer_dir))?;
+            let encoder_2 =
+                load_text_encoder(&folder.component("text_encoder_2"), dtype, &device, variant)?;
+            Some((tokenizer_2, encoder_2))
+        } else {
+            None
+        };
         let unet_config: UNetConfig = read_json(&config_path(&folder, "unet", "config.json")?)?;
         let unet = load_unet(&folder.component("unet"), dtype, &device, variant)?;
         let vae_config: VaeConfig = read_json(&config_path(&folder, "vae", "config.json")?)?;
@@ -83,6 +100,11 @@ impl Pipeline {
             SamplerKind::from_config(&scheduler_config).unwrap_or(SamplerKind::Euler);
 
         let family = detect_family(&te_config, &unet_config);
+        let force_zeros_for_empty_prompt = folder
+            .index
+            .force_zeros_for_empty_prompt
+            .unwrap_or(family == "sdxl");
+        let turbo = scheduler_config.is_trailing_spacing();
         let size_multiple = vae_config.downscale_factor();
         let default_side = unet_config
             .sample_size
@@ -96,8 +118,9 @@ impl Pipeline {
             dtype: options.dtype.name().to_string(),
             default_width: default_side,
             default_height: default_side,
-            default_steps: 20,
-            default_guidance: 7.5,
+            // Turbo/distilled models (trailing timestep spacing) are meant for 1-4 steps without guidance.
+            default_steps: if turbo { 1 } else { 20 },
+            default_guidance: if turbo { 0.0 } else { 7.5 },
             default_sampler: default_sampler.name().to_string(),
             size_multiple,
             inpainting: unet_config.in_channels == 9,
@@ -105,11 +128,19 @@ impl Pipeline {
         tracing::info!(model = %info.model, family, device = %info.device, dtype = %info.dtype, "model loaded");
         Ok(Self {
             previewer: LatentPreviewer::for_family(family, vae_config.latent_channels),
-            weights: vec![
-                ("text_encoder".into(), text_encoder.weights),
-                ("unet".into(), unet.weights),
-                ("vae".into(), vae.weights),
-            ],
+            weights: [
+                Some(("text_encoder".to_string(), text_encoder.weights)),
+                second
+                    .as_ref()
+                    .map(|(_, e)| ("text_encoder_2".to_string(), e.weights.clone())),
+                Some(("unet".into(), unet.weights)),
+                Some(("vae".into(), vae.weights)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            second_text: second.map(|(t, e)| (t, e.model)),
+            force_zeros_for_empty_prompt,
             folder,
             device,
             dtype,

@@ -1,6 +1,7 @@
 //! Text-to-image (and, through [`InitImage`], image-to-image and inpainting): prompt -> embeddings ->
 //! denoising loop -> VAE decode. The public face of the core: the engine and the CLI call only this.
 
+mod conditioning;
 mod denoise;
 pub mod img2img;
 mod load;
@@ -9,6 +10,7 @@ pub mod preview;
 use candle_core::Tensor;
 use image::{GrayImage, RgbImage};
 
+pub use self::conditioning::SizeConditioning;
 pub use self::load::Pipeline;
 use crate::schedulers::SamplerKind;
 use crate::{CoreError, Result};
@@ -96,6 +98,8 @@ pub struct GenerateRequest {
     /// 1 = last CLIP layer (default), 2 = penultimate, as A1111's "Clip skip".
     pub clip_skip: usize,
     pub init: Option<InitImage>,
+    /// SDXL size/crop conditioning; ignored by other families.
+    pub size_conditioning: SizeConditioning,
 }
 
 /// Sent after every denoising step. Returning [`StepControl::Stop`] ends the run with [`CoreError::Cancelled`].

@@ -61,6 +61,9 @@ impl SchedulerConfig {
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
         crate::models::config::read_json(path)
     }
+    pub fn is_trailing_spacing(&self) -> bool {
+        false
+    }
     pub fn prediction_type_name(&self) -> &str {
         self.prediction_type.as_deref().unwrap_or("epsilon")
     }

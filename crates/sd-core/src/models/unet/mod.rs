@@ -91,6 +91,20 @@ pub struct UNetConfig {
     pub encoder_hid_dim: Option<usize>,
     #[serde(default)]
     pub dual_cross_attention: bool,
+    #[serde(default)]
+    pub attention_type: Option<String>,
+    #[serde(default)]
+    pub cross_attention_norm: Option<String>,
+    #[serde(default)]
+    pub time_embedding_act_fn: Option<String>,
+    #[serde(default)]
+    pub timestep_post_act: Option<String>,
+    #[serde(default)]
+    pub class_embeddings_concat: bool,
+    #[serde(default)]
+    pub resnet_skip_time_act: bool,
+    #[serde(default)]
+    pub resnet_out_scale_factor: Option<f64>,
 }
 
 fn d_four() -> usize {
@@ -511,6 +525,25 @@ fn check_supported(c: &UNetConfig, path: &Path) -> Result<()> {
     }
     if c.dual_cross_attention {
         return unsupported("dual_cross_attention".into());
+    }
+    if let Some(kind) = c.attention_type.as_deref().filter(|k| *k != "default") {
+        return unsupported(format!("attention_type `{kind}`"));
+    }
+    if let Some(norm) = &c.cross_attention_norm {
+        return unsupported(format!("cross_attention_norm `{norm}`"));
+    }
+    if let Some(act) = c
+        .time_embedding_act_fn
+        .as_ref()
+        .or(c.timestep_post_act.as_ref())
+    {
+        return unsupported(format!("time embedding activation `{act}`"));
+    }
+    if c.class_embeddings_concat || c.resnet_skip_time_act {
+        return unsupported("class_embeddings_concat / resnet_skip_time_act".into());
+    }
+    if c.resnet_out_scale_factor.is_some_and(|f| f != 1.0) {
+        return unsupported("resnet_out_scale_factor other than 1".into());
     }
     if c.block_out_channels.is_empty() {
         return unsupported("empty block_out_channels".into());
