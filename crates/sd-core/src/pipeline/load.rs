@@ -104,7 +104,7 @@ impl Pipeline {
             .index
             .force_zeros_for_empty_prompt
             .unwrap_or(family == "sdxl");
-        let turbo = scheduler_config.is_trailing_spacing();
+        let turbo = scheduler_config.timestep_spacing.as_deref() == Some("trailing");
         let size_multiple = vae_config.downscale_factor();
         let default_side = unet_config
             .sample_size
@@ -113,7 +113,7 @@ impl Pipeline {
         let info = ModelInfo {
             model: folder.reference.clone(),
             family: family.to_string(),
-            prediction_type: scheduler_config.prediction_type_name().to_string(),
+            prediction_type: scheduler_config.prediction_type.clone().unwrap_or_else(|| "epsilon".into()),
             device: options.device.to_string(),
             dtype: options.dtype.name().to_string(),
             default_width: default_side,
