@@ -502,16 +502,37 @@ fn schedulers_error_when_stepping_past_the_end() -> Result<()> {
     let config = g.config("sd15")?;
     let x = g.input("x0")?;
     let mut rng = BatchRng::from_seeds(&g.seeds());
-    for &kind in SamplerKind::all()
-        .iter()
-        .filter(|k| !STOCHASTIC.contains(&k.name()))
-    {
+    for &kind in SamplerKind::all() {
         let mut s = build_scheduler(kind, &config, 2)?;
         for _ in 0..s.timesteps().len() {
             s.step(x, x, &mut rng)?;
         }
         assert!(s.step(x, x, &mut rng).is_err(), "{kind}");
         assert!(s.add_noise(x, x, 1000).is_err(), "{kind}");
+    }
+    Ok(())
+}
+
+#[test]
+fn schedulers_stochastic_steps_follow_the_seeds() -> Result<()> {
+    let g = Goldens::load()?;
+    let config = g.config("sd15")?;
+    let x = g.input("x0")?;
+    for kind in [SamplerKind::EulerAncestral, SamplerKind::Lcm] {
+        let run = |seeds: &[u64]| -> Result<Vec<f64>> {
+            let mut s = build_scheduler(kind, &config, 4)?;
+            let mut rng = BatchRng::from_seeds(seeds);
+            values(&s.step(x, x, &mut rng)?)
+        };
+        assert_eq!(run(&[1, 2])?, run(&[1, 2])?, "{kind} is not reproducible");
+        let (a, b) = (run(&[1, 2])?, run(&[1, 3])?);
+        let half = a.len() / 2;
+        assert_eq!(
+            a[..half],
+            b[..half],
+            "{kind}: image 0 must not depend on image 1's seed"
+        );
+        assert_ne!(a[half..], b[half..], "{kind}: image 1 ignores its seed");
     }
     Ok(())
 }

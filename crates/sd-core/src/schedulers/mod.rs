@@ -22,7 +22,7 @@ mod unipc;
 
 use candle_core::Tensor;
 
-pub use config::{BetaSchedule, PredictionType, SchedulerClass, SchedulerConfig, TimestepSpacing};
+pub use config::{SchedulerClass, SchedulerConfig};
 pub use ddim::Ddim;
 pub use dpm_solver::DpmSolverMultistep;
 pub use euler::EulerDiscrete;
