@@ -9,9 +9,17 @@ fn fixtures() -> PathBuf {
 }
 
 fn golden_case(name: &str) -> serde_json::Value {
-    let cases: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("golden/tiny-sd1/cases.json")).unwrap()).unwrap();
-    cases["cases"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap_or_else(|| panic!("no case {name}"))
+    let cases: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("golden/tiny-sd1/cases.json")).unwrap(),
+    )
+    .unwrap();
+    cases["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no case {name}"))
 }
 
 fn generate(args: &[&str], out: &Path) -> std::process::Output {
@@ -67,7 +75,12 @@ fn max_diff(a: &Path, b: &Path) -> u8 {
     let a = image::open(a).unwrap().to_rgb8();
     let b = image::open(b).unwrap().to_rgb8();
     assert_eq!(a.dimensions(), b.dimensions());
-    a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
+    a.as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
 }
 
 fn check_case(name: &str) {
@@ -77,10 +90,19 @@ fn check_case(name: &str) {
     let args = case_args(&case);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = generate(&args, &out);
-    assert!(result.status.success(), "{name}: {}", String::from_utf8_lossy(&result.stderr));
-    let golden = fixtures().join("golden/tiny-sd1").join(case["png"].as_str().unwrap());
+    assert!(
+        result.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let golden = fixtures()
+        .join("golden/tiny-sd1")
+        .join(case["png"].as_str().unwrap());
     let diff = max_diff(&out, &golden);
-    assert!(diff <= 2, "{name}: CLI output differs from diffusers by {diff}/255");
+    assert!(
+        diff <= 2,
+        "{name}: CLI output differs from diffusers by {diff}/255"
+    );
 }
 
 #[test]
@@ -97,9 +119,16 @@ fn generate_writes_every_image_of_a_batch() {
     let args = case_args(&case);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = generate(&args, &out);
-    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
     assert!(out.is_file());
-    assert!(tmp.path().join("batch-1.png").is_file(), "second image of the batch");
+    assert!(
+        tmp.path().join("batch-1.png").is_file(),
+        "second image of the batch"
+    );
     assert!(max_diff(&out, &fixtures().join("golden/tiny-sd1/txt2img_batch2.png")) <= 2);
 }
 
@@ -113,7 +142,14 @@ fn generate_reproduces_diffusers_img2img_and_inpainting() {
 fn generate_fails_clearly_on_a_bad_model_path() {
     let tmp = tempfile::tempdir().unwrap();
     let result = Command::new(env!("CARGO_BIN_EXE_sd-worker"))
-        .args(["generate", "--model", "/nonexistent/model", "--prompt", "x", "--out"])
+        .args([
+            "generate",
+            "--model",
+            "/nonexistent/model",
+            "--prompt",
+            "x",
+            "--out",
+        ])
         .arg(tmp.path().join("x.png"))
         .output()
         .unwrap();
@@ -126,7 +162,12 @@ fn generate_fails_clearly_on_a_bad_model_path() {
 fn generate_rejects_a_size_the_vae_cannot_take() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("x.png");
-    let result = generate(&["--prompt", "x", "--width", "60", "--height", "64", "--steps", "1"], &out);
+    let result = generate(
+        &[
+            "--prompt", "x", "--width", "60", "--height", "64", "--steps", "1",
+        ],
+        &out,
+    );
     assert!(!result.status.success());
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(stderr.contains("multiples of 8"), "{stderr}");

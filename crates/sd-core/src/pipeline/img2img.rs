@@ -260,7 +260,7 @@ impl Pipeline {
             } else {
                 image_latents.clone()
             };
-            Ok(((&inverse * known)? + (&latent_mask * latents)?)?)
+            Ok((inverse.broadcast_mul(&known)? + latent_mask.broadcast_mul(&latents)?)?)
         };
         self.denoise(
             scheduler.as_mut(),

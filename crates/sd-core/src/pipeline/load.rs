@@ -113,7 +113,10 @@ impl Pipeline {
         let info = ModelInfo {
             model: folder.reference.clone(),
             family: family.to_string(),
-            prediction_type: scheduler_config.prediction_type.clone().unwrap_or_else(|| "epsilon".into()),
+            prediction_type: scheduler_config
+                .prediction_type
+                .clone()
+                .unwrap_or_else(|| "epsilon".into()),
             device: options.device.to_string(),
             dtype: options.dtype.name().to_string(),
             default_width: default_side,
