@@ -1,6 +1,8 @@
 //! Loading checkpoints: sharded and variant weight files, hub ids from the cache, and errors that name the
 //! file and tensor at fault.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on broken fixtures
+
 mod common;
 
 use std::collections::HashMap;

@@ -1,6 +1,8 @@
 //! Each network against diffusers on the tiny fixtures: text embeddings, one UNet call, VAE decode and
 //! encode, within 1e-4 relative error in f32 on the CPU.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on broken fixtures
+
 mod common;
 
 use candle_core::{DType, Device, Tensor};
@@ -85,7 +87,7 @@ fn check_text(model: &str) {
     let cases = golden_dir(model).join("cases.json");
     let cases: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(cases).unwrap()).unwrap();
-    let text = &cases["text_embeds"];
+    let text = &cases["text"];
     let prompt = text["prompt"].as_str().unwrap();
     let negative = text["negative_prompt"].as_str().unwrap();
     assert_eq!(

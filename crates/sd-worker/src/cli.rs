@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Generate images from the command line.
-    Generate(GenerateArgs),
+    Generate(Box<GenerateArgs>),
     /// Serve the HTTP job API (and the web UI).
     Serve(ServeArgs),
 }
@@ -42,6 +42,12 @@ pub struct ModelArgs {
     /// Weight variant to prefer, e.g. `fp16` for `*.fp16.safetensors` files.
     #[arg(long, env = "SD_VARIANT")]
     pub variant: Option<String>,
+    /// Hugging Face hub cache folder for hub ids (default: hf-hub's, `$HF_HOME/hub`).
+    #[arg(long, env = "HF_HUB_CACHE")]
+    pub hf_cache: Option<PathBuf>,
+    /// Resolve hub ids from the cache only; never download.
+    #[arg(long, env = "HF_HUB_OFFLINE")]
+    pub offline: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
+use sd_core::loader::hub::HubOptions;
 use sd_core::pipeline::{
     DTypeSpec, DeviceSpec, GenerateRequest, InitImage, LoadOptions, Pipeline, StepControl,
 };
@@ -21,6 +22,10 @@ pub fn load_options(model: &ModelArgs) -> anyhow::Result<LoadOptions> {
         device,
         dtype,
         variant: model.variant.clone(),
+        hub: HubOptions {
+            cache_dir: model.hf_cache.clone(),
+            offline: model.offline,
+        },
     })
 }
 

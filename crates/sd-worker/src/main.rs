@@ -13,7 +13,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        cli::Command::Generate(args) => generate::run(args),
+        cli::Command::Generate(args) => generate::run(*args),
         cli::Command::Serve(_args) => anyhow::bail!("serve is not built yet"),
     }
 }

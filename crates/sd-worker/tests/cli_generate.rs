@@ -1,6 +1,8 @@
 //! `sd-worker generate` end to end: the real binary on the tiny fixture model reproduces diffusers' golden
 //! images (within 2/255) for text-to-image, batches, img2img and inpainting, and fails clearly on bad input.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on broken fixtures
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

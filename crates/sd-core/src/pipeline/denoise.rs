@@ -16,7 +16,11 @@ impl Pipeline {
     pub(super) fn validate(&self, req: &GenerateRequest) -> Result<()> {
         let m = self.info.size_multiple;
         let bad = |msg: String| Err(CoreError::InvalidInput(msg));
-        if req.width == 0 || req.height == 0 || req.width % m != 0 || req.height % m != 0 {
+        if req.width == 0
+            || req.height == 0
+            || !req.width.is_multiple_of(m)
+            || !req.height.is_multiple_of(m)
+        {
             return bad(format!(
                 "width and height must be positive multiples of {m} (got {}x{})",
                 req.width, req.height
