@@ -42,6 +42,9 @@ pub struct ModelArgs {
     /// Weight variant to prefer, e.g. `fp16` for `*.fp16.safetensors` files.
     #[arg(long, env = "SD_VARIANT")]
     pub variant: Option<String>,
+    /// A VAE folder (config.json + safetensors) to use instead of the model's, e.g. an fp16-fixed SDXL VAE.
+    #[arg(long, env = "SD_VAE")]
+    pub vae: Option<PathBuf>,
     /// Hugging Face hub cache folder for hub ids (default: hf-hub's, `$HF_HOME/hub`).
     #[arg(long, env = "HF_HUB_CACHE")]
     pub hf_cache: Option<PathBuf>,
