@@ -309,11 +309,22 @@ def set_sampler(pipe, sampler):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _finite(obj):
+    """JSON has no infinities (diffusers configs hold -inf, e.g. lambda_min_clipped): write them as strings."""
+    if isinstance(obj, float) and obj != obj or isinstance(obj, float) and obj in (float("inf"), float("-inf")):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(path, obj):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
+        json.dump(_finite(obj), f, indent=2, ensure_ascii=False, allow_nan=False)
         f.write("\n")
 
 
