@@ -1,17 +1,20 @@
 //! The sd-worker binary: `generate` images from the command line or `serve` them over HTTP.
 
 mod cli;
+mod generate;
 mod serve;
 
 use clap::Parser;
+use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
     match cli.command {
-        cli::Command::Serve(args) => serve::run(args, &cli.log),
-        cli::Command::Generate(args) => {
-            let _ = args;
-            Ok(())
-        }
+        cli::Command::Generate(args) => generate::run(*args),
+        cli::Command::Serve(args) => serve::run(*args),
     }
 }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use sd_core::pipeline::{DTypeSpec, DeviceSpec, LoadOptions};
 use sd_engine::{Engine, EngineConfig, Loader};
 use sd_server::heartbeat::{HeartbeatClient, HeartbeatConfig};
 use sd_server::validate::Limits;
@@ -17,12 +16,7 @@ use tokio::sync::watch;
 
 use crate::cli::{ModelArgs, ServeArgs};
 
-pub fn run(args: ServeArgs, log_filter: &str) -> anyhow::Result<()> {
-    // The lead's main may already have installed a subscriber; then this is a no-op.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(log_filter))
-        .with_writer(std::io::stderr)
-        .try_init();
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -182,44 +176,6 @@ fn check_bind_policy(host: &str, has_key: bool, insecure_no_auth: bool) -> anyho
     )
 }
 
-fn load_options(model: &ModelArgs) -> anyhow::Result<LoadOptions> {
-    let device = parse_device(&model.device)?;
-    let dtype = match model
-        .dtype
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None => match device {
-            DeviceSpec::Cpu => DTypeSpec::F32,
-            _ => DTypeSpec::F16,
-        },
-        Some("f32") => DTypeSpec::F32,
-        Some("f16") => DTypeSpec::F16,
-        Some("bf16") => DTypeSpec::Bf16,
-        Some(other) => bail!("unknown --dtype {other:?}: expected f32, f16 or bf16"),
-    };
-    Ok(LoadOptions {
-        device,
-        dtype,
-        variant: model.variant.clone(),
-    })
-}
-
-fn parse_device(text: &str) -> anyhow::Result<DeviceSpec> {
-    let lower = text.trim().to_ascii_lowercase();
-    let (kind, index) = lower.split_once(':').unwrap_or((lower.as_str(), "0"));
-    let index: usize = index
-        .parse()
-        .with_context(|| format!("bad device index in --device {text:?}"))?;
-    match kind {
-        "cpu" => Ok(DeviceSpec::Cpu),
-        "cuda" => Ok(DeviceSpec::Cuda(index)),
-        "metal" => Ok(DeviceSpec::Metal(index)),
-        _ => bail!("unknown --device {text:?}: expected cpu, cuda, cuda:N, metal or metal:N"),
-    }
-}
-
 fn loader(model: &ModelArgs) -> anyhow::Result<Loader> {
     #[cfg(feature = "fake-backend")]
     if let Some(step_delay) = model.model.strip_prefix("fake:") {
@@ -235,7 +191,7 @@ fn loader(model: &ModelArgs) -> anyhow::Result<Loader> {
     }
     Ok(sd_engine::pipeline_loader(
         model.model.clone(),
-        load_options(model)?,
+        crate::generate::load_options(model)?,
     ))
 }
 
@@ -252,13 +208,5 @@ mod tests {
         assert!(check_bind_policy("0.0.0.0", false, false).is_err());
         assert!(check_bind_policy("0.0.0.0", true, false).is_ok());
         assert!(check_bind_policy("0.0.0.0", false, true).is_ok());
-    }
-
-    #[test]
-    fn devices_parse() {
-        assert_eq!(parse_device("cpu").unwrap(), DeviceSpec::Cpu);
-        assert_eq!(parse_device("cuda:1").unwrap(), DeviceSpec::Cuda(1));
-        assert_eq!(parse_device("metal").unwrap(), DeviceSpec::Metal(0));
-        assert!(parse_device("tpu").is_err());
     }
 }
