@@ -1,0 +1,218 @@
+/**
+ * Every request and response shape of the sd-worker native job API, in one file so that it can be checked
+ * against the worker's `/openapi.json` (see `openapi-check.ts` and `FIELDS` below).
+ *
+ * Field names are the wire names (snake_case) on purpose: what you send is what the worker reads.
+ */
+
+/** The three job kinds `POST /v1/jobs` accepts, told apart by the `operation` tag. */
+export type Operation = 'image_generation' | 'image_transform' | 'image_inpaint';
+
+/** Fields shared by every job request. Only `prompt` is required; the worker fills in the rest. */
+export interface GenerationParams {
+  prompt: string;
+  negative_prompt?: string;
+  /** Denoising steps, 1..=150 (worker default 20). */
+  steps?: number;
+  /** Classifier-free guidance, 0..=30 (worker default 7.5). */
+  guidance_scale?: number;
+  /** Seed of the first image; omitted means the worker picks one (reported back in `complete.seeds`). */
+  seed?: number;
+  /** Multiple of 8 (worker default 512, or the model's native size). */
+  width?: number;
+  height?: number;
+  /** One of `WorkerInfo.samplers`. */
+  sampler?: string;
+  /** Images in this job (batch). */
+  num_images?: number;
+  /** Routing fields an orchestrator may add; the worker ignores them. */
+  hive_id?: string;
+  model?: string;
+  worker_id?: string;
+}
+
+export interface ImageGenerationRequest extends GenerationParams {
+  operation: 'image_generation';
+}
+
+/** img2img. */
+export interface ImageTransformRequest extends GenerationParams {
+  operation: 'image_transform';
+  /** Base64 PNG, JPEG or WebP (no `data:` prefix). */
+  input_image: string;
+  /** 0 keeps the input, 1 ignores it (worker default 0.8). */
+  strength?: number;
+}
+
+/** Inpainting: white mask pixels are repainted, black ones kept. */
+export interface ImageInpaintRequest extends GenerationParams {
+  operation: 'image_inpaint';
+  /** Base64 image to paint into. */
+  init_image: string;
+  /** Base64 mask, same size as `init_image` (or resized by the worker); white (>= 0.5) = repaint. */
+  mask_image: string;
+  strength?: number;
+}
+
+export type JobRequest = ImageGenerationRequest | ImageTransformRequest | ImageInpaintRequest;
+
+/** Answer to `POST /v1/jobs`. */
+export interface SubmitJobResponse {
+  job_id: string;
+  /** Path of the job's event stream, relative to the worker's base URL. */
+  sse_url: string;
+}
+
+export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+export interface Progress {
+  step: number;
+  total: number;
+  percent: number;
+  /** Estimated milliseconds until the last step, when the worker can tell. */
+  eta_ms?: number | null;
+}
+
+/** Where the time of a job went, in milliseconds; the worker may add keys. */
+export interface Timings {
+  queued_ms?: number;
+  total_ms?: number;
+  [phase: string]: number | undefined;
+}
+
+export interface JobResult {
+  /**
+   * One entry per image: base64 PNG, a `data:` URL, or a path such as `/v1/jobs/{id}/images/0`.
+   * `SdWorkerClient.imageBlob` turns any of these into bytes.
+   */
+  images: string[];
+  seeds: number[];
+  timings?: Timings;
+}
+
+/** The `error` object of every 4xx/5xx body, and of a failed job. */
+export interface ErrorBody {
+  code: string;
+  message: string;
+  /** The request field at fault, for validation errors (e.g. `"steps"`). */
+  field?: string | null;
+}
+
+/** Body of every error response: `{"error":{"code","message","field"}}`. */
+export interface ErrorEnvelope {
+  error: ErrorBody;
+}
+
+/** Answer to `GET /v1/jobs/{id}`. */
+export interface JobInfo {
+  job_id: string;
+  status: JobStatus;
+  operation?: Operation;
+  /** 1-based place in the queue while queued. */
+  position?: number | null;
+  progress?: Progress | null;
+  result?: JobResult | null;
+  error?: ErrorBody | null;
+  timings?: Timings | null;
+}
+
+/** Answer to `GET /v1/jobs`. */
+export interface JobList {
+  jobs: JobInfo[];
+}
+
+export interface WorkerLimits {
+  max_width?: number;
+  max_height?: number;
+  max_pixels?: number;
+  max_steps?: number;
+  max_num_images?: number;
+  max_prompt_chars?: number;
+  max_queue?: number;
+  max_image_bytes?: number;
+}
+
+/** Defaults the worker applies when a field is omitted; the UI starts its form from these. */
+export interface WorkerDefaults {
+  steps?: number;
+  guidance_scale?: number;
+  width?: number;
+  height?: number;
+  sampler?: string;
+  strength?: number;
+}
+
+/** Answer to `GET /v1/info`. */
+export interface WorkerInfo {
+  model: string;
+  family?: string;
+  device?: string;
+  dtype?: string;
+  samplers: string[];
+  limits?: WorkerLimits;
+  defaults?: WorkerDefaults;
+  version: string;
+}
+
+/** Events of `GET /v1/jobs/{id}/stream`, each tagged by its SSE event name. */
+export type JobEvent =
+  | { type: 'queued'; position: number }
+  | { type: 'started' }
+  | ({ type: 'progress' } & Progress)
+  | { type: 'preview'; step: number; image: string }
+  | ({ type: 'complete' } & JobResult)
+  | ({ type: 'error' } & ErrorBody)
+  | { type: 'cancelled' };
+
+export type JobEventType = JobEvent['type'];
+
+/** The wire names of every SDK type, checked against the types themselves at compile time (below) and
+ * against a worker's /openapi.json by `compareWithOpenApi`. */
+export const FIELDS = {
+  ImageGenerationRequest: [
+    'operation', 'prompt', 'negative_prompt', 'steps', 'guidance_scale', 'seed', 'width', 'height',
+    'sampler', 'num_images', 'hive_id', 'model', 'worker_id',
+  ],
+  ImageTransformRequest: [
+    'operation', 'prompt', 'negative_prompt', 'steps', 'guidance_scale', 'seed', 'width', 'height',
+    'sampler', 'num_images', 'hive_id', 'model', 'worker_id', 'input_image', 'strength',
+  ],
+  ImageInpaintRequest: [
+    'operation', 'prompt', 'negative_prompt', 'steps', 'guidance_scale', 'seed', 'width', 'height',
+    'sampler', 'num_images', 'hive_id', 'model', 'worker_id', 'init_image', 'mask_image', 'strength',
+  ],
+  SubmitJobResponse: ['job_id', 'sse_url'],
+  Progress: ['step', 'total', 'percent', 'eta_ms'],
+  JobResult: ['images', 'seeds', 'timings'],
+  ErrorBody: ['code', 'message', 'field'],
+  ErrorEnvelope: ['error'],
+  JobInfo: ['job_id', 'status', 'operation', 'position', 'progress', 'result', 'error', 'timings'],
+  JobList: ['jobs'],
+  WorkerInfo: ['model', 'family', 'device', 'dtype', 'samplers', 'limits', 'defaults', 'version'],
+} as const;
+
+export type SchemaName = keyof typeof FIELDS;
+
+/** `true` only when the listed names are exactly the keys of `T`. */
+type SameKeys<T, K extends readonly string[]> = [Exclude<keyof T, K[number]>, Exclude<K[number], keyof T>] extends [
+  never,
+  never,
+]
+  ? true
+  : false;
+
+// Compile-time guard: editing a type without its FIELDS entry (or the reverse) fails `tsc`.
+const fieldListsMatchTypes: [
+  SameKeys<ImageGenerationRequest, typeof FIELDS.ImageGenerationRequest>,
+  SameKeys<ImageTransformRequest, typeof FIELDS.ImageTransformRequest>,
+  SameKeys<ImageInpaintRequest, typeof FIELDS.ImageInpaintRequest>,
+  SameKeys<SubmitJobResponse, typeof FIELDS.SubmitJobResponse>,
+  SameKeys<Progress, typeof FIELDS.Progress>,
+  SameKeys<JobResult, typeof FIELDS.JobResult>,
+  SameKeys<ErrorBody, typeof FIELDS.ErrorBody>,
+  SameKeys<ErrorEnvelope, typeof FIELDS.ErrorEnvelope>,
+  SameKeys<JobInfo, typeof FIELDS.JobInfo>,
+  SameKeys<JobList, typeof FIELDS.JobList>,
+  SameKeys<WorkerInfo, typeof FIELDS.WorkerInfo>,
+] = [true, true, true, true, true, true, true, true, true, true, true];
+void fieldListsMatchTypes;
