@@ -20,6 +20,8 @@ export interface MockWorker {
   url: string;
   submissions: MockSubmission[];
   jobs: Map<string, { status: string }>;
+  /** Stream connections opened so far. */
+  stats: { streams: number };
   dropNextStream(afterFrames: number): void;
   close(): Promise<void>;
 }

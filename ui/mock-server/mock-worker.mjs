@@ -42,7 +42,7 @@ export async function startMockWorker(options = {}) {
     device: 'cpu',
     dtype: 'f32',
     samplers: SAMPLERS,
-    limits: { max_width: 1024, max_height: 1024, max_pixels: 1024 * 1024, max_steps: 150, max_num_images: 4, max_prompt_chars: 2000 },
+    limits: { max_prompt_chars: 2000, min_steps: 1, max_steps: 150, max_guidance_scale: 30, min_side: 64, max_side: 1024, max_pixels: 1024 * 1024, max_batch: 4 },
     defaults,
     version: '0.0.0-mock',
   };
@@ -50,6 +50,7 @@ export async function startMockWorker(options = {}) {
   const jobs = new Map();
   const queue = [];
   const submissions = [];
+  const stats = { streams: 0 };
   let running = null;
   let dropAfter = null;
 
@@ -95,7 +96,7 @@ export async function startMockWorker(options = {}) {
       emit(job, 'cancelled', {});
     } else {
       const { width, height } = job.request;
-      const count = job.request.num_images;
+      const count = job.request.batch;
       const seeds = Array.from({ length: count }, (_, i) => job.seed + i);
       job.images = seeds.map((seed) => encodePng(width, height, paint({ ...job, seed }, width, height, 1)));
       job.status = 'succeeded';
@@ -151,44 +152,61 @@ export async function startMockWorker(options = {}) {
     return [image.rgba[i], image.rgba[i + 1], image.rgba[i + 2], image.rgba[i + 3]];
   }
 
+  // Same field names and error codes as the real worker's validation (crates/sd-server/src/validate).
   function validate(body) {
-    const fail = (field, message, code = 'invalid_field') => ({ code, message, field });
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) return fail(null, 'the body must be a JSON object', 'invalid_body');
+    const fail = (field, message, code) => ({ code, message, field });
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) return fail(null, 'the body must be a JSON object', 'invalid_json');
     const operations = ['image_generation', 'image_transform', 'image_inpaint'];
-    if (!operations.includes(body.operation)) return fail('operation', `operation must be one of ${operations.join(', ')}`);
-    if (typeof body.prompt !== 'string' || body.prompt.trim() === '') return fail('prompt', 'prompt must not be empty');
-    if (body.prompt.length > info.limits.max_prompt_chars) return fail('prompt', `prompt is longer than ${info.limits.max_prompt_chars} characters`);
-    const intIn = (field, lo, hi) => {
+    if (body.operation === undefined) return fail('operation', 'operation is required', 'missing_field');
+    if (!operations.includes(body.operation)) return fail('operation', `operation must be one of ${operations.join(', ')}`, 'invalid_operation');
+    if (typeof body.prompt !== 'string') return fail('prompt', 'prompt is required', 'missing_field');
+    if (body.prompt.trim() === '') return fail('prompt', 'prompt must not be empty', 'empty_prompt');
+    for (const field of ['prompt', 'negative_prompt']) {
+      if (typeof body[field] === 'string' && body[field].length > info.limits.max_prompt_chars) {
+        return fail(field, `${field} is longer than ${info.limits.max_prompt_chars} characters`, 'prompt_too_long');
+      }
+    }
+    if (body.num_images !== undefined && body.batch === undefined) body.batch = body.num_images;
+    const intIn = (field, code, lo, hi) => {
       const v = body[field];
       if (v === undefined) return null;
-      if (!Number.isInteger(v) || v < lo || v > hi) return fail(field, `${field} must be an integer in ${lo}..=${hi}`);
+      if (!Number.isInteger(v) || v < lo || v > hi) return fail(field, `${field} must be between ${lo} and ${hi}, got ${v}`, code);
       return null;
     };
     const problem =
-      intIn('steps', 1, info.limits.max_steps) ||
-      intIn('seed', 0, 2 ** 53 - 1) ||
-      intIn('num_images', 1, info.limits.max_num_images) ||
-      intIn('width', 8, info.limits.max_width) ||
-      intIn('height', 8, info.limits.max_height);
+      intIn('steps', 'invalid_steps', info.limits.min_steps, info.limits.max_steps) ||
+      intIn('batch', 'invalid_batch', 1, info.limits.max_batch) ||
+      intIn('width', 'invalid_size', info.limits.min_side, info.limits.max_side) ||
+      intIn('height', 'invalid_size', info.limits.min_side, info.limits.max_side);
     if (problem) return problem;
+    if (body.seed !== undefined && body.seed !== -1 && (!Number.isInteger(body.seed) || body.seed < 0)) {
+      return fail('seed', 'seed must be -1 (random) or between 0 and 2^64 - 1', 'invalid_seed');
+    }
     for (const field of ['width', 'height']) {
-      if (body[field] !== undefined && body[field] % 8 !== 0) return fail(field, `${field} must be a multiple of 8`);
+      if (body[field] !== undefined && body[field] % 8 !== 0) return fail(field, `${field} must be a multiple of 8, got ${body[field]}`, 'invalid_size');
     }
     if (body.guidance_scale !== undefined && (typeof body.guidance_scale !== 'number' || body.guidance_scale < 0 || body.guidance_scale > 30)) {
-      return fail('guidance_scale', 'guidance_scale must be in 0..=30');
+      return fail('guidance_scale', 'guidance_scale must be between 0 and 30', 'invalid_guidance');
     }
-    if (body.sampler !== undefined && !SAMPLERS.includes(body.sampler)) return fail('sampler', `unknown sampler "${body.sampler}"`);
+    if (body.sampler !== undefined && !SAMPLERS.includes(body.sampler)) return fail('sampler', `unknown sampler "${body.sampler}"`, 'unknown_sampler');
+    if (body.strength !== undefined && body.operation === 'image_generation') {
+      return fail('strength', 'strength is only for image_transform and image_inpaint', 'unexpected_field');
+    }
     if (body.strength !== undefined && (typeof body.strength !== 'number' || body.strength < 0 || body.strength > 1)) {
-      return fail('strength', 'strength must be in [0, 1]');
+      return fail('strength', 'strength must be between 0 and 1', 'invalid_strength');
     }
-    const imageField = body.operation === 'image_transform' ? 'input_image' : body.operation === 'image_inpaint' ? 'init_image' : null;
-    if (imageField && (typeof body[imageField] !== 'string' || body[imageField] === '')) return fail(imageField, `${imageField} is required`);
-    if (body.operation === 'image_inpaint' && (typeof body.mask_image !== 'string' || body.mask_image === '')) return fail('mask_image', 'mask_image is required');
+    const used = { image_generation: [], image_transform: ['input_image'], image_inpaint: ['init_image', 'mask_image'] }[body.operation];
+    for (const field of used) {
+      if (typeof body[field] !== 'string' || body[field] === '') return fail(field, `${field} is required for ${body.operation}`, 'missing_field');
+    }
+    for (const field of ['input_image', 'init_image', 'mask_image']) {
+      if (body[field] !== undefined && !used.includes(field)) return fail(field, `${field} is not used by this operation`, 'unexpected_field');
+    }
     return null;
   }
 
   function decodeImageField(body, field) {
-    const bytes = Buffer.from(body[field], 'base64');
+    const bytes = Buffer.from(body[field].replace(/^data:[^,]*,/, ''), 'base64');
     const isJpeg = bytes[0] === 0xff && bytes[1] === 0xd8;
     const isWebp = bytes.toString('ascii', 0, 4) === 'RIFF';
     const png = decodePng(bytes);
@@ -198,7 +216,7 @@ export async function startMockWorker(options = {}) {
 
   function submit(body) {
     const problem = validate(body);
-    if (problem) return { status: problem.code === 'invalid_body' ? 400 : 422, body: { error: problem } };
+    if (problem) return { status: problem.code === 'invalid_json' ? 400 : 422, body: { error: problem } };
     const request = {
       negative_prompt: '',
       steps: defaults.steps,
@@ -206,8 +224,8 @@ export async function startMockWorker(options = {}) {
       width: defaults.width,
       height: defaults.height,
       sampler: defaults.sampler,
-      num_images: 1,
-      strength: defaults.strength,
+      batch: 1,
+      strength: body.operation === 'image_inpaint' ? 1 : defaults.strength,
       ...body,
     };
     const job = {
@@ -219,7 +237,7 @@ export async function startMockWorker(options = {}) {
       preview: null,
       result: null,
       error: null,
-      seed: body.seed ?? Math.floor(Math.random() * 2 ** 31),
+      seed: body.seed === undefined || body.seed === -1 ? Math.floor(Math.random() * 2 ** 31) : body.seed,
       subscribers: new Set(),
       eventCount: 0,
       createdAt: Date.now(),
@@ -236,7 +254,7 @@ export async function startMockWorker(options = {}) {
       let white = 0;
       for (let i = 0; i < rgba.length; i += 4) if (rgba[i] >= 128) white++;
       job.maskWhiteFraction = white / (rgba.length / 4);
-      if (white === 0) return { status: 422, body: { error: { code: 'invalid_image', message: 'mask_image is all black: nothing to repaint', field: 'mask_image' } } };
+      if (white === 0) return { status: 422, body: { error: { code: 'empty_mask', message: 'mask_image is all black: nothing to repaint', field: 'mask_image' } } };
     }
     if (queue.length >= 8) return { status: 429, headers: { 'Retry-After': '2' }, body: { error: { code: 'queue_full', message: 'the queue is full', field: null } } };
     submissions.push({ id: job.id, body, maskWhiteFraction: job.maskWhiteFraction });
@@ -262,6 +280,7 @@ export async function startMockWorker(options = {}) {
   }
 
   function stream(req, res, job) {
+    stats.streams += 1;
     res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
     let written = 0;
     const limit = dropAfter;
@@ -368,7 +387,7 @@ export async function startMockWorker(options = {}) {
         try {
           body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
         } catch {
-          return sendJson(res, 400, { error: { code: 'malformed_json', message: 'the body is not valid JSON', field: null } });
+          return sendJson(res, 400, { error: { code: 'invalid_json', message: 'the body is not valid JSON', field: null } });
         }
         const answer = submit(body);
         return sendJson(res, answer.status, answer.body, answer.headers);
@@ -401,6 +420,7 @@ export async function startMockWorker(options = {}) {
     url: `http://${host}:${address.port}`,
     submissions,
     jobs,
+    stats,
     /** The next stream connection is cut after it has written this many frames. */
     dropNextStream(afterFrames) {
       dropAfter = afterFrames;

@@ -18,7 +18,18 @@ export function base64ToBytes(base64: string): Uint8Array {
 
 /** Base64 of a Blob/File, without a `data:` prefix, as the job API wants images. */
 export async function blobToBase64(blob: Blob): Promise<string> {
-  return bytesToBase64(new Uint8Array(await blob.arrayBuffer()));
+  return bytesToBase64(new Uint8Array(await blobBytes(blob)));
+}
+
+/** `blob.arrayBuffer()`, with a FileReader fallback for environments that lack it (older Safari, jsdom). */
+function blobBytes(blob: Blob): Promise<ArrayBuffer> {
+  if (typeof blob.arrayBuffer === 'function') return blob.arrayBuffer();
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result as ArrayBuffer);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsArrayBuffer(blob);
+  });
 }
 
 /** Guesses an image's MIME type from the first bytes of its base64. */

@@ -23,8 +23,10 @@ export interface GenerationParams {
   height?: number;
   /** One of `WorkerInfo.samplers`. */
   sampler?: string;
-  /** Images in this job (batch). */
-  num_images?: number;
+  /** Images in this job; image i uses seed + i (the worker also reads the alias `num_images`). */
+  batch?: number;
+  /** 1 = last CLIP layer (default), 2 = penultimate. */
+  clip_skip?: number;
   /** Routing fields an orchestrator may add; the worker ignores them. */
   hive_id?: string;
   model?: string;
@@ -40,7 +42,7 @@ export interface ImageTransformRequest extends GenerationParams {
   operation: 'image_transform';
   /** Base64 PNG, JPEG or WebP (no `data:` prefix). */
   input_image: string;
-  /** 0 keeps the input, 1 ignores it (worker default 0.8). */
+  /** 0 keeps the input, 1 ignores it (worker default 0.8). Refused for image_generation. */
   strength?: number;
 }
 
@@ -122,13 +124,16 @@ export interface JobList {
 }
 
 export interface WorkerLimits {
-  max_width?: number;
-  max_height?: number;
-  max_pixels?: number;
-  max_steps?: number;
-  max_num_images?: number;
   max_prompt_chars?: number;
-  max_queue?: number;
+  min_steps?: number;
+  max_steps?: number;
+  max_guidance_scale?: number;
+  /** Smallest and largest width or height. */
+  min_side?: number;
+  max_side?: number;
+  /** width x height x batch. */
+  max_pixels?: number;
+  max_batch?: number;
   max_image_bytes?: number;
 }
 
@@ -171,15 +176,21 @@ export type JobEventType = JobEvent['type'];
 export const FIELDS = {
   ImageGenerationRequest: [
     'operation', 'prompt', 'negative_prompt', 'steps', 'guidance_scale', 'seed', 'width', 'height',
-    'sampler', 'num_images', 'hive_id', 'model', 'worker_id',
+    'sampler', 'batch', 'clip_skip', 'hive_id', 'model', 'worker_id',
   ],
   ImageTransformRequest: [
     'operation', 'prompt', 'negative_prompt', 'steps', 'guidance_scale', 'seed', 'width', 'height',
-    'sampler', 'num_images', 'hive_id', 'model', 'worker_id', 'input_image', 'strength',
+    'sampler', 'batch', 'clip_skip', 'hive_id', 'model', 'worker_id', 'input_image', 'strength',
   ],
   ImageInpaintRequest: [
     'operation', 'prompt', 'negative_prompt', 'steps', 'guidance_scale', 'seed', 'width', 'height',
-    'sampler', 'num_images', 'hive_id', 'model', 'worker_id', 'init_image', 'mask_image', 'strength',
+    'sampler', 'batch', 'clip_skip', 'hive_id', 'model', 'worker_id', 'init_image', 'mask_image', 'strength',
+  ],
+  /** Every field any operation takes: the worker documents them as one request schema. */
+  JobRequest: [
+    'operation', 'prompt', 'negative_prompt', 'steps', 'guidance_scale', 'seed', 'width', 'height',
+    'sampler', 'batch', 'clip_skip', 'hive_id', 'model', 'worker_id', 'input_image', 'init_image',
+    'mask_image', 'strength',
   ],
   SubmitJobResponse: ['job_id', 'sse_url'],
   Progress: ['step', 'total', 'percent', 'eta_ms'],
@@ -193,8 +204,11 @@ export const FIELDS = {
 
 export type SchemaName = keyof typeof FIELDS;
 
+/** Keys of any member of a union (plain `keyof` gives only the shared ones). */
+type AllKeys<T> = T extends unknown ? keyof T : never;
+
 /** `true` only when the listed names are exactly the keys of `T`. */
-type SameKeys<T, K extends readonly string[]> = [Exclude<keyof T, K[number]>, Exclude<K[number], keyof T>] extends [
+type SameKeys<T, K extends readonly string[]> = [Exclude<AllKeys<T>, K[number]>, Exclude<K[number], AllKeys<T>>] extends [
   never,
   never,
 ]
@@ -206,6 +220,7 @@ const fieldListsMatchTypes: [
   SameKeys<ImageGenerationRequest, typeof FIELDS.ImageGenerationRequest>,
   SameKeys<ImageTransformRequest, typeof FIELDS.ImageTransformRequest>,
   SameKeys<ImageInpaintRequest, typeof FIELDS.ImageInpaintRequest>,
+  SameKeys<JobRequest, typeof FIELDS.JobRequest>,
   SameKeys<SubmitJobResponse, typeof FIELDS.SubmitJobResponse>,
   SameKeys<Progress, typeof FIELDS.Progress>,
   SameKeys<JobResult, typeof FIELDS.JobResult>,
@@ -214,5 +229,5 @@ const fieldListsMatchTypes: [
   SameKeys<JobInfo, typeof FIELDS.JobInfo>,
   SameKeys<JobList, typeof FIELDS.JobList>,
   SameKeys<WorkerInfo, typeof FIELDS.WorkerInfo>,
-] = [true, true, true, true, true, true, true, true, true, true, true];
+] = [true, true, true, true, true, true, true, true, true, true, true, true];
 void fieldListsMatchTypes;
