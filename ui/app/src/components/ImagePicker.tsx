@@ -56,7 +56,7 @@ export function ImagePicker({ label, hasImage, preview, caption, error, onFile, 
         ) : (
           <div className="empty-drop">
             <p>Drop a picture here, paste one, or</p>
-            <button type="button" onClick={() => input.current?.click()}>
+            <button type="button" id="field-image" onClick={() => input.current?.click()}>
               Choose a file…
             </button>
             <p className="hint">Or use “Image to image” on a gallery picture.</p>

@@ -179,7 +179,7 @@ export function MaskEditor({ imageUrl, width, height, error, ref }: Props) {
       <span className="label" id="mask-label">
         Mask: paint what should change
       </span>
-      <div className="mask-toolbar" role="toolbar" aria-label="Mask tools" aria-controls="mask-canvas">
+      <div className="mask-toolbar" role="toolbar" aria-label="Mask tools" aria-controls="field-mask">
         <div className="segmented" role="radiogroup" aria-label="Tool">
           <button type="button" role="radio" aria-checked={tool === 'brush'} onClick={() => setTool('brush')} title="Brush (B)">
             Brush
@@ -212,7 +212,7 @@ export function MaskEditor({ imageUrl, width, height, error, ref }: Props) {
       <div className="mask-stage" style={{ aspectRatio: `${width} / ${height}` }}>
         <img src={imageUrl} alt="" draggable={false} />
         <canvas
-          id="mask-canvas"
+          id="field-mask"
           ref={canvas}
           width={width}
           height={height}

@@ -100,8 +100,8 @@ export function ParamsForm({ params, onChange, info, showStrength, fieldError, o
           {(props) => (
             <div className="seed-row">
               <input {...props} type="number" inputMode="numeric" value={params.seed} onChange={(e) => set('seed', e.target.value)} />
-              <button type="button" onClick={() => set('seed', String(randomSeed()))} aria-label="New random seed" title="New random seed">
-                🎲
+              <button type="button" onClick={() => set('seed', String(randomSeed()))} title="Pick a new random seed">
+                Random
               </button>
               <label className="inline">
                 <input type="checkbox" checked={params.seedLocked} onChange={(e) => set('seedLocked', e.target.checked)} /> Lock
