@@ -15,7 +15,6 @@ let browser: Browser;
 let page: Page;
 
 const galleryItems = () => page.getByTestId('gallery-item');
-const status = () => page.getByRole('status');
 
 async function setField(label: string, value: string) {
   const advanced = page.locator('details.advanced');

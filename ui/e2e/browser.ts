@@ -48,5 +48,6 @@ export async function openBrowser(viewport = { width: 1280, height: 900 }): Prom
 
 export async function screenshot(page: Page, name: string): Promise<void> {
   mkdirSync(screenshotDir, { recursive: true });
+  await page.evaluate(() => window.scrollTo(0, 0)); // a sticky header is drawn mid-page otherwise
   await page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: true });
 }

@@ -1,1 +1,2 @@
 //! The HTTP layer: routes, auth, validation into typed requests, error mapping, OpenAPI and SSE.
+pub mod ui;

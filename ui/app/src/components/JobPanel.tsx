@@ -14,9 +14,11 @@ interface Props {
   onCancel: () => void;
   /** An error not tied to a form field (those show at the field). */
   showError: boolean;
+  /** The form shows an error at one of its fields. */
+  fieldErrorShown: boolean;
 }
 
-export function JobPanel({ job, results, onCancel, showError }: Props) {
+export function JobPanel({ job, results, onCancel, showError, fieldErrorShown }: Props) {
   const { phase, progress, position, preview, error } = job;
   const percent = Math.round(progress?.percent ?? 0);
   const status = (() => {
@@ -32,7 +34,7 @@ export function JobPanel({ job, results, onCancel, showError }: Props) {
       case 'succeeded':
         return `Done${job.result?.timings?.total_ms ? ` in ${(job.result.timings.total_ms / 1000).toFixed(1)} s` : ''}.`;
       case 'failed':
-        return 'Failed.';
+        return fieldErrorShown ? 'Not sent: see the highlighted field.' : 'Failed.';
       case 'cancelled':
         return 'Cancelled.';
     }
@@ -68,7 +70,7 @@ export function JobPanel({ job, results, onCancel, showError }: Props) {
       <div className="canvas-area">
         {shownPreview ? (
           <img className="preview" src={shownPreview} alt={`Preview at step ${progress?.step ?? 0}`} data-testid="preview" />
-        ) : results.length > 0 ? (
+        ) : results.length > 0 && phase !== 'failed' ? (
           <div className={`results count-${Math.min(results.length, 4)}`}>
             {results.map((r, i) => (
               <img key={r.url} src={r.url} alt={`Result ${i + 1}${r.seed !== null ? `, seed ${r.seed}` : ''}`} data-testid="result-image" />

@@ -162,7 +162,13 @@ export function Studio({ mode, info, params, onParamsChange, input, onPickFile, 
           <span className="hint">Ctrl+Enter in a prompt</span>
         </div>
       </form>
-      <JobPanel job={job} results={results[mode]} onCancel={() => void job.cancel()} showError={generalError} />
+      <JobPanel
+        job={job}
+        results={results[mode]}
+        onCancel={() => void job.cancel()}
+        showError={generalError}
+        fieldErrorShown={fieldError !== null && job.phase === 'failed'}
+      />
     </div>
   );
 }

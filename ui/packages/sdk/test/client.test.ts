@@ -35,7 +35,7 @@ describe('SdWorkerClient against the mock worker', () => {
   });
 
   it('submits a job and follows it through progress and previews to its images', async () => {
-    mock = await startMockWorker({ stepDelayMs: 5 });
+    mock = await startMockWorker({ stepDelayMs: 40 });
     const client = new SdWorkerClient({ baseUrl: mock.url });
     const events: JobEvent[] = [];
     let jobId = '';
@@ -44,11 +44,13 @@ describe('SdWorkerClient against the mock worker', () => {
     const types = events.map((e) => e.type);
     expect(['queued', 'started']).toContain(types[0]); // the mock may start it before we subscribe
     expect(types).toContain('started');
-    expect(types.filter((t) => t === 'progress')).toHaveLength(4);
-    expect(types.filter((t) => t === 'preview')).toHaveLength(4);
-    expect(types.at(-1)).toBe('complete');
+    // A subscriber that connects after the job started gets the latest progress, then every later one.
     const progress = events.filter((e) => e.type === 'progress').map((e) => (e as { step: number }).step);
-    expect(progress).toEqual([1, 2, 3, 4]);
+    expect(progress.at(-1)).toBe(4);
+    expect(progress).toEqual([...progress].sort((a, b) => a - b));
+    expect(progress.length).toBeGreaterThanOrEqual(2);
+    expect(types.filter((t) => t === 'preview').length).toBeGreaterThanOrEqual(2);
+    expect(types.at(-1)).toBe('complete');
     if (outcome.status !== 'succeeded') throw new Error('unreachable');
     expect(outcome.jobId).toBe(jobId);
     expect(outcome.result.seeds).toEqual([11]);
