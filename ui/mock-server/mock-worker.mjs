@@ -35,15 +35,25 @@ export async function startMockWorker(options = {}) {
     inlineImages = false,
     keepAliveMs = 10_000,
   } = options;
-  const defaults = { steps: 20, guidance_scale: 7.5, width: 512, height: 512, sampler: 'euler', strength: 0.8, ...options.defaults };
+  const defaults = { steps: 20, guidance_scale: 7.5, width: 512, height: 512, sampler: 'euler', ...options.defaults };
+  // Same shape as the real worker's GET /v1/info (crates/sd-server/src/routes/system.rs).
   const info = {
     model: 'mock-tiny-sd1',
     family: 'sd1',
+    prediction_type: 'epsilon',
     device: 'cpu',
     dtype: 'f32',
-    samplers: SAMPLERS,
-    limits: { max_prompt_chars: 2000, min_steps: 1, max_steps: 150, max_guidance_scale: 30, min_side: 64, max_side: 1024, max_pixels: 1024 * 1024, max_batch: 4 },
+    inpainting: false,
+    size_multiple: 8,
     defaults,
+    samplers: SAMPLERS,
+    operations: ['image_generation', 'image_transform', 'image_inpaint'],
+    limits: {
+      max_prompt_chars: 2000, min_steps: 1, max_steps: 150, max_guidance_scale: 30, min_side: 64, max_side: 1024,
+      max_pixels: 1024 * 1024, max_batch: 4, max_clip_skip: 2, max_image_bytes: 20 << 20, max_input_side: 4096,
+      max_input_alloc: 512 << 20, max_body_bytes: 32 << 20,
+    },
+    queue: { max: 8, depth: 0, running: false },
     version: '0.0.0-mock',
   };
 
@@ -103,11 +113,12 @@ export async function startMockWorker(options = {}) {
       job.result = {
         images: job.images.map((png, i) => (inlineImages ? png.toString('base64') : `/v1/jobs/${job.id}/images/${i}`)),
         seeds,
-        timings: { total_ms: Date.now() - job.createdAt, queued_ms: job.startedAt - job.createdAt },
+        timings: { queue_ms: job.startedAt - job.createdAt, total_ms: Date.now() - job.createdAt },
       };
       emit(job, 'complete', job.result);
     }
     running = null;
+    job.finishedAt = Date.now();
     scheduleCleanup(job);
     pump();
   }
@@ -183,7 +194,9 @@ export async function startMockWorker(options = {}) {
       return fail('seed', 'seed must be -1 (random) or between 0 and 2^64 - 1', 'invalid_seed');
     }
     for (const field of ['width', 'height']) {
-      if (body[field] !== undefined && body[field] % 8 !== 0) return fail(field, `${field} must be a multiple of 8, got ${body[field]}`, 'invalid_size');
+      if (body[field] !== undefined && body[field] % info.size_multiple !== 0) {
+        return fail(field, `${field} must be a multiple of ${info.size_multiple}, got ${body[field]}`, 'invalid_size');
+      }
     }
     if (body.guidance_scale !== undefined && (typeof body.guidance_scale !== 'number' || body.guidance_scale < 0 || body.guidance_scale > 30)) {
       return fail('guidance_scale', 'guidance_scale must be between 0 and 30', 'invalid_guidance');
@@ -225,7 +238,7 @@ export async function startMockWorker(options = {}) {
       height: defaults.height,
       sampler: defaults.sampler,
       batch: 1,
-      strength: body.operation === 'image_inpaint' ? 1 : defaults.strength,
+      strength: body.operation === 'image_inpaint' ? 1 : 0.8,
       ...body,
     };
     const job = {
@@ -263,20 +276,30 @@ export async function startMockWorker(options = {}) {
     job.position = queue.length;
     emit(job, 'queued', { position: job.position });
     setImmediate(pump);
-    return { status: 202, body: { job_id: job.id, sse_url: `/v1/jobs/${job.id}/stream` } };
+    const seeds = Array.from({ length: request.batch }, (_, i) => job.seed + i);
+    return {
+      status: 202,
+      body: { job_id: job.id, sse_url: `/v1/jobs/${job.id}/stream`, status_url: `/v1/jobs/${job.id}`, status: 'queued', position: job.position, seeds },
+    };
   }
 
   function jobInfo(job) {
-    return {
-      job_id: job.id,
-      status: job.status,
+    const iso = (ms) => (ms ? new Date(ms).toISOString() : null);
+    const view = {
+      id: job.id,
       operation: job.request.operation,
-      position: job.position,
-      progress: job.progress,
-      result: job.result,
-      error: job.error,
-      timings: job.result?.timings ?? null,
+      status: job.status,
+      seeds: Array.from({ length: job.request.batch }, (_, i) => job.seed + i),
+      created_at: iso(job.createdAt),
+      started_at: iso(job.startedAt),
+      finished_at: iso(job.finishedAt),
     };
+    if (job.position) view.position = job.position;
+    if (job.progress) view.progress = job.progress;
+    if (job.status === 'succeeded') view.result = { images: job.images.map((_, i) => `/v1/jobs/${job.id}/images/${i}`), seeds: job.result.seeds };
+    if (job.error) view.error = job.error;
+    if (job.result?.timings) view.timings = job.result.timings;
+    return view;
   }
 
   function stream(req, res, job) {
@@ -336,27 +359,26 @@ export async function startMockWorker(options = {}) {
       scheduleCleanup(job);
     } else {
       job.cancelRequested = true;
+      return { status: 200, body: { job_id: job.id, status: 'cancelling' } };
     }
-    return { status: 200, body: jobInfo(job) };
+    return { status: 200, body: { job_id: job.id, status: 'cancelled' } };
   }
 
+  // Like crates/sd-server/src/ui.rs: the files of the bundle, and index.html for the app's pages only.
   async function serveStatic(res, pathname) {
     if (!staticDir) return false;
-    const safe = normalize(decodeURIComponent(pathname)).replace(/^(\.\.[/\\])+/, '');
-    let file = join(staticDir, safe);
-    let isFile = false;
+    const appPages = ['/', '/img2img', '/inpaint'];
+    const relative = appPages.includes(pathname) ? '/index.html' : normalize(decodeURIComponent(pathname));
+    if (relative.includes('..')) return false;
+    const file = join(staticDir, relative);
     try {
-      isFile = (await stat(file)).isFile();
+      if (!(await stat(file)).isFile()) return false;
     } catch {
-      isFile = false;
+      return false;
     }
-    if (!isFile) {
-      if (extname(pathname)) return false;
-      file = join(staticDir, 'index.html'); // client-side route
-    }
-    const body = await readFile(file);
-    res.writeHead(200, { 'Content-Type': CONTENT_TYPES[extname(file)] ?? 'application/octet-stream' });
-    res.end(body);
+    const cache = relative.startsWith('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache';
+    res.writeHead(200, { 'Content-Type': CONTENT_TYPES[extname(file)] ?? 'application/octet-stream', 'Cache-Control': cache });
+    res.end(await readFile(file));
     return true;
   }
 
@@ -379,7 +401,9 @@ export async function startMockWorker(options = {}) {
       if (apiKey && req.headers.authorization !== `Bearer ${apiKey}`) {
         return sendJson(res, 401, { error: { code: 'unauthorized', message: 'missing or wrong API key', field: null } }, { 'WWW-Authenticate': 'Bearer' });
       }
-      if (path === '/v1/info' && req.method === 'GET') return sendJson(res, 200, info);
+      if (path === '/v1/info' && req.method === 'GET') {
+        return sendJson(res, 200, { ...info, queue: { ...info.queue, depth: queue.length, running: running !== null } });
+      }
       if (path === '/v1/jobs' && req.method === 'POST') {
         const chunks = [];
         for await (const part of req) chunks.push(part);

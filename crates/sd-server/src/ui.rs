@@ -2,61 +2,50 @@
 //! rebuilt by `ui/build-and-embed.sh`) and served at `/`, so `sd-worker serve` needs no files, npm or network
 //! at run time.
 //!
-//! Wire it in as the API router's fallback, outside the API-key layer (the page must load to ask for a key;
-//! the data it then fetches goes through the API and its auth):
-//! `api.fallback_service(sd_server::ui::ui_router())`, or `.merge(ui_router())` when the API router has no
-//! fallback of its own. Paths under the API's namespaces never get the page: they get a JSON 404.
+//! [`ui_router`] has one route per embedded file plus the app's own pages (`/`, `/img2img`, `/inpaint`, which
+//! answer `index.html`) and no fallback, so it merges next to the API without taking over its 404s. Merge it
+//! outside the API-key layer: the page must load to ask for the key; what it fetches afterwards goes through
+//! the API and its auth. E.g. `Router::new().merge(public_routes).merge(ui::ui_router()).merge(protected)`.
 
 mod assets;
 
 use axum::body::Body;
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderValue};
 use axum::response::Response;
+use axum::routing::get;
 use axum::Router;
 
-/// Serves the embedded UI for every path it is given: files by exact path, `index.html` for client-side
-/// routes (paths whose last segment has no extension), JSON 404 for the rest.
-pub fn ui_router() -> Router {
-    Router::new().fallback(serve)
-}
-
-async fn serve(method: Method, uri: Uri) -> Response {
-    respond(&method, uri.path())
-}
-
-/// Prefixes that belong to the API: an unknown path there is an API 404, never the page.
-const API_PREFIXES: [&str; 5] = ["/v1", "/openapi.json", "/metrics", "/health", "/ready"];
+/// Pages of the app (client-side routes); each serves `index.html` and the app picks the screen.
+pub const APP_PAGES: [&str; 3] = ["/", "/img2img", "/inpaint"];
 
 /// Hashed file names (Vite's `assets/name-HASH.ext`) never change content, so browsers may keep them.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Everything else (index.html above all) is revalidated so a new worker version is picked up at once.
 const REVALIDATE: &str = "no-cache";
 
-fn respond(method: &Method, path: &str) -> Response {
-    if method != Method::GET && method != Method::HEAD {
-        return json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "the web UI only answers GET and HEAD");
+/// Routes serving the embedded UI. Generic over the state so it merges into the app's router as it is.
+pub fn ui_router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let mut router = Router::new();
+    for &(path, bytes) in assets::FILES {
+        router = router.route(path, get(move || async move { file_response(path, bytes) }));
     }
-    let is_api = API_PREFIXES
-        .iter()
-        .any(|prefix| path == *prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/')));
-    if is_api {
-        return json_error(StatusCode::NOT_FOUND, "not_found", &format!("no route for {path}"));
+    if let Some(index) = find("/index.html") {
+        for page in APP_PAGES {
+            router = router.route(page, get(move || async move { file_response("/index.html", index) }));
+        }
     }
-    let wanted = if path == "/" { "/index.html" } else { path };
-    let (file, bytes) = match find(wanted) {
-        Some(bytes) => (wanted, bytes),
-        None if is_client_route(path) => match find("/index.html") {
-            Some(bytes) => ("/index.html", bytes),
-            None => return json_error(StatusCode::NOT_FOUND, "not_found", "the web UI is not built into this binary"),
-        },
-        None => return json_error(StatusCode::NOT_FOUND, "not_found", &format!("no file {path}")),
-    };
-    let cache = if file.starts_with("/assets/") { IMMUTABLE } else { REVALIDATE };
-    let body = if method == Method::HEAD { Body::empty() } else { Body::from(bytes) };
-    let mut response = Response::new(body);
+    router
+}
+
+/// GET answers with the bytes; axum answers HEAD from the same route without the body.
+fn file_response(path: &str, bytes: &'static [u8]) -> Response {
+    let cache = if path.starts_with("/assets/") { IMMUTABLE } else { REVALIDATE };
+    let mut response = Response::new(Body::from(bytes));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(file)));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
@@ -68,12 +57,6 @@ fn find(path: &str) -> Option<&'static [u8]> {
         .ok()
         .and_then(|index| assets::FILES.get(index))
         .map(|(_, bytes)| *bytes)
-}
-
-/// `/inpaint` is a page of the app; `/missing.png` is a missing file.
-fn is_client_route(path: &str) -> bool {
-    let last = path.rsplit('/').next().unwrap_or("");
-    !last.contains('.')
 }
 
 fn content_type(path: &str) -> &'static str {
@@ -91,60 +74,48 @@ fn content_type(path: &str) -> &'static str {
         "ico" => "image/x-icon",
         "woff2" => "font/woff2",
         "txt" => "text/plain; charset=utf-8",
-        "wasm" => "application/wasm",
         _ => "application/octet-stream",
     }
-}
-
-/// The API's error shape, `{"error":{"code","message","field"}}`.
-fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "error": { "code": code, "message": message, "field": null } });
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::to_bytes;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    async fn get(path: &str) -> (StatusCode, String, String, Vec<u8>) {
-        let response = respond(&Method::GET, path);
-        let status = response.status();
-        let header = |name| {
-            response
-                .headers()
-                .get(name)
-                .map(|v: &HeaderValue| v.to_str().unwrap().to_owned())
-                .unwrap_or_default()
-        };
-        let (content_type, cache) = (header(header::CONTENT_TYPE), header(header::CACHE_CONTROL));
-        let body = to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec();
-        (status, content_type, cache, body)
+    /// One raw HTTP/1.1 exchange with the router on a real socket: (status line, lower-cased head, body).
+    async fn exchange(method: &str, path: &str) -> (String, String, Vec<u8>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, ui_router::<()>()).await });
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        server.abort();
+        let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8(answer[..split].to_vec()).unwrap();
+        let body = answer[split + 4..].to_vec();
+        let status = head.lines().next().unwrap().to_owned();
+        (status, head.to_ascii_lowercase(), body)
     }
 
-    fn index_html() -> String {
-        String::from_utf8(find("/index.html").expect("index.html is embedded").to_vec()).unwrap()
+    fn index_html() -> &'static [u8] {
+        find("/index.html").expect("index.html is embedded")
     }
 
     #[test]
-    fn embedded_files_are_sorted_for_binary_search() {
+    fn embedded_files_are_sorted_and_not_empty() {
         assert!(assets::FILES.windows(2).all(|pair| pair[0].0 < pair[1].0));
         assert!(assets::FILES.iter().all(|(_, bytes)| !bytes.is_empty()));
     }
 
     #[test]
     fn index_html_references_only_embedded_files() {
-        let html = index_html();
-        let referenced: Vec<&str> = html
-            .split(['"', '\''])
-            .filter(|piece| piece.starts_with('/') && piece.contains('.'))
-            .collect();
+        let html = String::from_utf8(index_html().to_vec()).unwrap();
+        let referenced: Vec<&str> =
+            html.split(['"', '\'']).filter(|piece| piece.starts_with('/') && piece.contains('.')).collect();
         assert!(referenced.iter().any(|path| path.ends_with(".js")), "no script in {html}");
         for path in referenced {
             assert!(find(path).is_some(), "index.html references {path}, which is not embedded");
@@ -152,80 +123,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn root_serves_the_app_page_revalidated() {
-        let (status, content_type, cache, body) = get("/").await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(content_type, "text/html; charset=utf-8");
-        assert_eq!(cache, "no-cache");
-        assert_eq!(String::from_utf8(body).unwrap(), index_html());
-    }
-
-    #[tokio::test]
-    async fn hashed_assets_have_their_type_and_are_cached_for_good() {
-        for (path, bytes) in assets::FILES.iter().filter(|(path, _)| path.starts_with("/assets/")) {
-            let (status, content_type, cache, body) = get(path).await;
-            assert_eq!(status, StatusCode::OK, "{path}");
-            assert_eq!(body, *bytes, "{path}");
-            assert_eq!(cache, IMMUTABLE, "{path}");
-            let expected = if path.ends_with(".js") { "text/javascript; charset=utf-8" } else { "text/css; charset=utf-8" };
-            assert_eq!(content_type, expected, "{path}");
+    async fn app_pages_serve_index_html_revalidated() {
+        for page in APP_PAGES {
+            let (status, head, body) = exchange("GET", page).await;
+            assert_eq!(status, "HTTP/1.1 200 OK", "{page}");
+            assert!(head.contains("content-type: text/html; charset=utf-8"), "{page}: {head}");
+            assert!(head.contains("cache-control: no-cache"), "{page}: {head}");
+            assert_eq!(body, index_html(), "{page}");
         }
     }
 
     #[tokio::test]
-    async fn client_routes_get_the_page_and_missing_files_a_json_404() {
-        for route in ["/img2img", "/inpaint", "/some/deep/route"] {
-            let (status, content_type, _, body) = get(route).await;
-            assert_eq!(status, StatusCode::OK, "{route}");
-            assert_eq!(content_type, "text/html; charset=utf-8", "{route}");
-            assert_eq!(String::from_utf8(body).unwrap(), index_html(), "{route}");
+    async fn every_embedded_file_is_served_with_its_type_and_cache_policy() {
+        for &(path, bytes) in assets::FILES {
+            let (status, head, body) = exchange("GET", path).await;
+            assert_eq!(status, "HTTP/1.1 200 OK", "{path}");
+            assert_eq!(body, bytes, "{path}");
+            assert!(head.contains(&format!("content-type: {}", content_type(path))), "{path}: {head}");
+            let cache = if path.starts_with("/assets/") { IMMUTABLE } else { REVALIDATE };
+            assert!(head.contains(&format!("cache-control: {cache}")), "{path}: {head}");
         }
-        let (status, content_type, _, body) = get("/assets/missing-123.js").await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(content_type, "application/json");
-        let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(error["error"]["code"], "not_found");
+        let script = assets::FILES.iter().find(|(path, _)| path.ends_with(".js")).unwrap().0;
+        assert_eq!(content_type(script), "text/javascript; charset=utf-8");
     }
 
     #[tokio::test]
-    async fn api_paths_never_get_the_page() {
-        for path in ["/v1", "/v1/nope", "/v1/jobs/x/y/z", "/metrics", "/openapi.json", "/health"] {
-            let (status, content_type, _, body) = get(path).await;
-            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
-            assert_eq!(content_type, "application/json", "{path}");
-            let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            assert_eq!(error["error"]["code"], "not_found", "{path}");
+    async fn head_has_no_body_and_unknown_paths_are_left_to_the_api() {
+        let (status, head, body) = exchange("HEAD", "/").await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert!(head.contains(&format!("content-length: {}", index_html().len())), "{head}");
+        assert!(body.is_empty());
+        // No fallback: these reach whatever 404 the app around this router gives.
+        for path in ["/assets/missing-123.js", "/v1/nope", "/some/page"] {
+            assert_eq!(exchange("GET", path).await.0, "HTTP/1.1 404 Not Found", "{path}");
         }
-        // Only the exact namespace counts: /v1x is not under /v1.
-        assert_eq!(get("/v1x").await.0, StatusCode::OK);
-    }
-
-    #[tokio::test]
-    async fn head_has_headers_but_no_body_and_other_methods_are_refused() {
-        let head = respond(&Method::HEAD, "/");
-        assert_eq!(head.status(), StatusCode::OK);
-        let length: usize = head.headers()[header::CONTENT_LENGTH].to_str().unwrap().parse().unwrap();
-        assert_eq!(length, index_html().len());
-        assert!(to_bytes(head.into_body(), usize::MAX).await.unwrap().is_empty());
-        let post = respond(&Method::POST, "/");
-        assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
-    }
-
-    #[tokio::test]
-    async fn the_router_serves_over_http() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move { axum::serve(listener, ui_router()).await });
-        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-        stream
-            .write_all(b"GET /inpaint HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).await.unwrap();
-        server.abort();
-        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
-        assert!(answer.to_ascii_lowercase().contains("content-type: text/html; charset=utf-8"));
-        assert!(answer.contains("<div id=\"root\"></div>"));
+        assert_eq!(exchange("POST", "/").await.0, "HTTP/1.1 405 Method Not Allowed");
     }
 }

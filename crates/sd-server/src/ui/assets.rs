@@ -3,7 +3,7 @@
 
 /// (URL path, file contents), sorted by path.
 pub(super) static FILES: &[(&str, &[u8])] = &[
-    ("/assets/index-DfPH5S3A.js", include_bytes!("../../ui-dist/assets/index-DfPH5S3A.js")),
+    ("/assets/index-CbOp8Tk5.js", include_bytes!("../../ui-dist/assets/index-CbOp8Tk5.js")),
     ("/assets/style-KpvbdGG2.css", include_bytes!("../../ui-dist/assets/style-KpvbdGG2.css")),
     ("/favicon.svg", include_bytes!("../../ui-dist/favicon.svg")),
     ("/index.html", include_bytes!("../../ui-dist/index.html")),

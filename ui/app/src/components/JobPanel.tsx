@@ -78,7 +78,7 @@ export function JobPanel({ job, results, onCancel, showError, fieldErrorShown }:
           </div>
         ) : (
           <div className="placeholder" aria-hidden="true">
-            {phase === 'idle' ? 'Your image will appear here.' : ''}
+            {phase === 'idle' ? 'Your image will appear here.' : phase === 'cancelled' ? 'Cancelled before it finished; nothing was kept.' : ''}
           </div>
         )}
       </div>

@@ -87,6 +87,10 @@ export function Studio({ mode, info, params, onParamsChange, input, onPickFile, 
   const submit = async () => {
     if (job.busy) return;
     setLocalError(null);
+    setResults((previous) => {
+      previous[mode].forEach((r) => URL.revokeObjectURL(r.url));
+      return { ...previous, [mode]: [] };
+    });
     let form = params;
     if (!form.seedLocked) {
       form = { ...form, seed: String(randomSeed()) };

@@ -249,20 +249,20 @@ export class SdWorkerClient {
   private outcomeFromStatus(job: JobInfo): JobOutcome {
     switch (job.status) {
       case 'succeeded':
-        if (job.result) return { status: 'succeeded', jobId: job.job_id, result: job.result };
+        if (job.result) return { status: 'succeeded', jobId: job.id, result: { images: job.result.images, seeds: job.result.seeds } };
         break;
       case 'failed':
         return {
           status: 'failed',
-          jobId: job.job_id,
+          jobId: job.id,
           error: new ApiError(0, job.error ?? { code: 'job_failed', message: 'the job failed' }),
         };
       case 'cancelled':
-        return { status: 'cancelled', jobId: job.job_id };
+        return { status: 'cancelled', jobId: job.id };
       default:
         break;
     }
-    throw new NetworkError(`the stream of job ${job.job_id} ended while the job is ${job.status}`);
+    throw new NetworkError(`the stream of job ${job.id} ended while the job is ${job.status}`);
   }
 
   private authHeaders(): Record<string, string> {

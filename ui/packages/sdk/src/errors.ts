@@ -1,5 +1,5 @@
 /** Errors the SDK throws: one for answers the worker gave (`ApiError`), one for answers it could not give. */
-import type { ErrorBody } from './types.js';
+import type { ErrorDetail } from './types.js';
 
 /** The worker answered with a 4xx/5xx, or a job failed; carries the worker's `{code, message, field}`. */
 export class ApiError extends Error {
@@ -10,7 +10,7 @@ export class ApiError extends Error {
   /** Seconds from a `Retry-After` header (a full queue answers 429 with one). */
   readonly retryAfter: number | undefined;
 
-  constructor(status: number, body: ErrorBody, retryAfter?: number) {
+  constructor(status: number, body: ErrorDetail, retryAfter?: number) {
     super(body.message);
     this.name = 'ApiError';
     this.status = status;
@@ -45,7 +45,7 @@ export async function apiErrorFromResponse(response: Response): Promise<ApiError
   } catch {
     // body unreadable: fall back to the status line below
   }
-  const fallback: ErrorBody = {
+  const fallback: ErrorDetail = {
     code: `http_${response.status}`,
     message: text.trim() || response.statusText || `HTTP ${response.status}`,
   };
@@ -58,9 +58,9 @@ export async function apiErrorFromResponse(response: Response): Promise<ApiError
   return new ApiError(response.status, fallback, retryAfter);
 }
 
-function isErrorEnvelope(value: unknown): value is { error: ErrorBody } {
+function isErrorEnvelope(value: unknown): value is { error: ErrorDetail } {
   if (typeof value !== 'object' || value === null) return false;
   const error = (value as { error?: unknown }).error;
   return typeof error === 'object' && error !== null &&
-    typeof (error as ErrorBody).code === 'string' && typeof (error as ErrorBody).message === 'string';
+    typeof (error as ErrorDetail).code === 'string' && typeof (error as ErrorDetail).message === 'string';
 }

@@ -1,6 +1,6 @@
 /** Turns raw SSE messages of a job stream into typed `JobEvent`s, tolerant of how the worker spells them. */
 import type { SseMessage } from './sse.js';
-import type { ErrorBody, JobEvent, JobEventType } from './types.js';
+import type { ErrorDetail, JobEvent, JobEventType } from './types.js';
 
 const EVENT_TYPES: ReadonlySet<string> = new Set<JobEventType>([
   'queued', 'started', 'progress', 'preview', 'complete', 'error', 'cancelled',
@@ -83,11 +83,11 @@ function imageString(entry: unknown): string {
   return '';
 }
 
-function errorBody(payload: Record<string, unknown>): ErrorBody {
+function errorBody(payload: Record<string, unknown>): ErrorDetail {
   const inner = typeof payload.error === 'object' && payload.error !== null
     ? (payload.error as Record<string, unknown>)
     : payload;
-  const body: ErrorBody = {
+  const body: ErrorDetail = {
     code: typeof inner.code === 'string' ? inner.code : 'job_failed',
     message: typeof inner.message === 'string' ? inner.message : 'the job failed',
   };

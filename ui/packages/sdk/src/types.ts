@@ -58,11 +58,18 @@ export interface ImageInpaintRequest extends GenerationParams {
 
 export type JobRequest = ImageGenerationRequest | ImageTransformRequest | ImageInpaintRequest;
 
-/** Answer to `POST /v1/jobs`. */
+/** Answer to `POST /v1/jobs` (2xx). */
 export interface SubmitJobResponse {
   job_id: string;
   /** Path of the job's event stream, relative to the worker's base URL. */
   sse_url: string;
+  /** Path of `GET /v1/jobs/{id}`. */
+  status_url: string;
+  status: JobStatus;
+  /** 1 = starts next. */
+  position: number;
+  /** One per image (image i uses seed + i). */
+  seeds: number[];
 }
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
@@ -71,29 +78,46 @@ export interface Progress {
   step: number;
   total: number;
   percent: number;
-  /** Estimated milliseconds until the last step, when the worker can tell. */
+  /** Estimated milliseconds until the last step, from the mean step time so far. */
   eta_ms?: number | null;
 }
 
-/** Where the time of a job went, in milliseconds; the worker may add keys. */
-export interface Timings {
-  queued_ms?: number;
+/** Where a finished job's time went, in milliseconds. */
+export interface JobTimings {
+  /** Submitted -> started. */
+  queue_ms?: number;
+  text_encode_ms?: number;
+  denoise_ms?: number;
+  decode_ms?: number;
+  /** The core's whole generate call. */
+  generate_ms?: number;
+  /** PNG encoding of the results. */
+  encode_ms?: number;
+  /** Submitted -> finished. */
   total_ms?: number;
-  [phase: string]: number | undefined;
 }
 
+/** The payload of the stream's `complete` event. */
 export interface JobResult {
   /**
-   * One entry per image: base64 PNG, a `data:` URL, or a path such as `/v1/jobs/{id}/images/0`.
-   * `SdWorkerClient.imageBlob` turns any of these into bytes.
+   * One entry per image: base64 PNG (what the worker streams), a `data:` URL, or a path such as
+   * `/v1/jobs/{id}/images/0`. `SdWorkerClient.imageBlob` turns any of these into bytes.
    */
   images: string[];
   seeds: number[];
-  timings?: Timings;
+  timings?: JobTimings;
+}
+
+/** The `result` of `GET /v1/jobs/{id}` for a finished job. */
+export interface JobResultView {
+  /** Paths of the PNG images (`/v1/jobs/{id}/images/{n}`), one per seed. */
+  images: string[];
+  seeds: number[];
 }
 
 /** The `error` object of every 4xx/5xx body, and of a failed job. */
-export interface ErrorBody {
+export interface ErrorDetail {
+  /** Stable and machine-readable, e.g. `invalid_steps`, `queue_full`, `job_not_found`. */
   code: string;
   message: string;
   /** The request field at fault, for validation errors (e.g. `"steps"`). */
@@ -101,21 +125,26 @@ export interface ErrorBody {
 }
 
 /** Body of every error response: `{"error":{"code","message","field"}}`. */
-export interface ErrorEnvelope {
-  error: ErrorBody;
+export interface ErrorBody {
+  error: ErrorDetail;
 }
 
 /** Answer to `GET /v1/jobs/{id}`. */
 export interface JobInfo {
-  job_id: string;
+  id: string;
+  operation: Operation;
   status: JobStatus;
-  operation?: Operation;
   /** 1-based place in the queue while queued. */
   position?: number | null;
   progress?: Progress | null;
-  result?: JobResult | null;
-  error?: ErrorBody | null;
-  timings?: Timings | null;
+  seeds: number[];
+  /** RFC 3339. */
+  created_at: string;
+  started_at?: string | null;
+  finished_at?: string | null;
+  result?: JobResultView | null;
+  error?: ErrorDetail | null;
+  timings?: JobTimings | null;
 }
 
 /** Answer to `GET /v1/jobs`. */
@@ -123,39 +152,65 @@ export interface JobList {
   jobs: JobInfo[];
 }
 
-export interface WorkerLimits {
-  max_prompt_chars?: number;
-  min_steps?: number;
-  max_steps?: number;
-  max_guidance_scale?: number;
-  /** Smallest and largest width or height. */
-  min_side?: number;
-  max_side?: number;
-  /** width x height x batch. */
-  max_pixels?: number;
-  max_batch?: number;
-  max_image_bytes?: number;
+/** Answer to `DELETE /v1/jobs/{id}`. */
+export interface CancelResponse {
+  job_id: string;
+  /** `cancelled` (it was waiting) or `cancelling` (it stops after the current step). */
+  status: string;
 }
 
-/** Defaults the worker applies when a field is omitted; the UI starts its form from these. */
+/** Bounds on what one request may ask for. */
+export interface WorkerLimits {
+  max_prompt_chars: number;
+  min_steps: number;
+  max_steps: number;
+  max_guidance_scale: number;
+  /** Smallest and largest width or height. */
+  min_side: number;
+  max_side: number;
+  /** width x height x batch. */
+  max_pixels: number;
+  max_batch: number;
+  max_clip_skip: number;
+  /** Size of one input image file. */
+  max_image_bytes: number;
+  /** Width or height of an input image. */
+  max_input_side: number;
+  max_input_alloc: number;
+  max_body_bytes: number;
+}
+
+/** What the worker uses for a field the request leaves out; the UI starts its form from these. */
 export interface WorkerDefaults {
-  steps?: number;
-  guidance_scale?: number;
-  width?: number;
-  height?: number;
-  sampler?: string;
-  strength?: number;
+  width: number;
+  height: number;
+  steps: number;
+  guidance_scale: number;
+  sampler: string;
+}
+
+export interface QueueInfo {
+  max: number;
+  depth: number;
+  running: boolean;
 }
 
 /** Answer to `GET /v1/info`. */
 export interface WorkerInfo {
   model: string;
-  family?: string;
-  device?: string;
-  dtype?: string;
+  family: string;
+  prediction_type: string;
+  device: string;
+  dtype: string;
+  /** The model is an inpainting checkpoint (UNet with 9 input channels). */
+  inpainting: boolean;
+  /** Width and height must be multiples of this. */
+  size_multiple: number;
+  defaults: WorkerDefaults;
   samplers: string[];
-  limits?: WorkerLimits;
-  defaults?: WorkerDefaults;
+  operations: string[];
+  limits: WorkerLimits;
+  queue: QueueInfo;
   version: string;
 }
 
@@ -166,7 +221,7 @@ export type JobEvent =
   | ({ type: 'progress' } & Progress)
   | { type: 'preview'; step: number; image: string }
   | ({ type: 'complete' } & JobResult)
-  | ({ type: 'error' } & ErrorBody)
+  | ({ type: 'error' } & ErrorDetail)
   | { type: 'cancelled' };
 
 export type JobEventType = JobEvent['type'];
@@ -192,14 +247,28 @@ export const FIELDS = {
     'sampler', 'batch', 'clip_skip', 'hive_id', 'model', 'worker_id', 'input_image', 'init_image',
     'mask_image', 'strength',
   ],
-  SubmitJobResponse: ['job_id', 'sse_url'],
+  SubmitJobResponse: ['job_id', 'sse_url', 'status_url', 'status', 'position', 'seeds'],
   Progress: ['step', 'total', 'percent', 'eta_ms'],
-  JobResult: ['images', 'seeds', 'timings'],
-  ErrorBody: ['code', 'message', 'field'],
-  ErrorEnvelope: ['error'],
-  JobInfo: ['job_id', 'status', 'operation', 'position', 'progress', 'result', 'error', 'timings'],
+  JobTimings: ['queue_ms', 'text_encode_ms', 'denoise_ms', 'decode_ms', 'generate_ms', 'encode_ms', 'total_ms'],
+  JobResultView: ['images', 'seeds'],
+  ErrorDetail: ['code', 'message', 'field'],
+  ErrorBody: ['error'],
+  JobInfo: [
+    'id', 'operation', 'status', 'position', 'progress', 'seeds', 'created_at', 'started_at', 'finished_at',
+    'result', 'error', 'timings',
+  ],
   JobList: ['jobs'],
-  WorkerInfo: ['model', 'family', 'device', 'dtype', 'samplers', 'limits', 'defaults', 'version'],
+  CancelResponse: ['job_id', 'status'],
+  WorkerLimits: [
+    'max_prompt_chars', 'min_steps', 'max_steps', 'max_guidance_scale', 'min_side', 'max_side', 'max_pixels',
+    'max_batch', 'max_clip_skip', 'max_image_bytes', 'max_input_side', 'max_input_alloc', 'max_body_bytes',
+  ],
+  WorkerDefaults: ['width', 'height', 'steps', 'guidance_scale', 'sampler'],
+  QueueInfo: ['max', 'depth', 'running'],
+  WorkerInfo: [
+    'model', 'family', 'prediction_type', 'device', 'dtype', 'inpainting', 'size_multiple', 'defaults',
+    'samplers', 'operations', 'limits', 'queue', 'version',
+  ],
 } as const;
 
 export type SchemaName = keyof typeof FIELDS;
@@ -223,11 +292,16 @@ const fieldListsMatchTypes: [
   SameKeys<JobRequest, typeof FIELDS.JobRequest>,
   SameKeys<SubmitJobResponse, typeof FIELDS.SubmitJobResponse>,
   SameKeys<Progress, typeof FIELDS.Progress>,
-  SameKeys<JobResult, typeof FIELDS.JobResult>,
+  SameKeys<JobTimings, typeof FIELDS.JobTimings>,
+  SameKeys<JobResultView, typeof FIELDS.JobResultView>,
+  SameKeys<ErrorDetail, typeof FIELDS.ErrorDetail>,
   SameKeys<ErrorBody, typeof FIELDS.ErrorBody>,
-  SameKeys<ErrorEnvelope, typeof FIELDS.ErrorEnvelope>,
   SameKeys<JobInfo, typeof FIELDS.JobInfo>,
   SameKeys<JobList, typeof FIELDS.JobList>,
+  SameKeys<CancelResponse, typeof FIELDS.CancelResponse>,
+  SameKeys<WorkerLimits, typeof FIELDS.WorkerLimits>,
+  SameKeys<WorkerDefaults, typeof FIELDS.WorkerDefaults>,
+  SameKeys<QueueInfo, typeof FIELDS.QueueInfo>,
   SameKeys<WorkerInfo, typeof FIELDS.WorkerInfo>,
-] = [true, true, true, true, true, true, true, true, true, true, true, true];
+] = [true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true];
 void fieldListsMatchTypes;
