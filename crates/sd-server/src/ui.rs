@@ -34,7 +34,10 @@ where
     }
     if let Some(index) = find("/index.html") {
         for page in APP_PAGES {
-            router = router.route(page, get(move || async move { file_response("/index.html", index) }));
+            router = router.route(
+                page,
+                get(move || async move { file_response("/index.html", index) }),
+            );
         }
     }
     router
@@ -42,12 +45,22 @@ where
 
 /// GET answers with the bytes; axum answers HEAD from the same route without the body.
 fn file_response(path: &str, bytes: &'static [u8]) -> Response {
-    let cache = if path.starts_with("/assets/") { IMMUTABLE } else { REVALIDATE };
+    let cache = if path.starts_with("/assets/") {
+        IMMUTABLE
+    } else {
+        REVALIDATE
+    };
     let mut response = Response::new(Body::from(bytes));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(path)),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 
@@ -89,7 +102,8 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let server = tokio::spawn(async move { axum::serve(listener, ui_router::<()>()).await });
         let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-        let request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).await.unwrap();
@@ -114,11 +128,19 @@ mod tests {
     #[test]
     fn index_html_references_only_embedded_files() {
         let html = String::from_utf8(index_html().to_vec()).unwrap();
-        let referenced: Vec<&str> =
-            html.split(['"', '\'']).filter(|piece| piece.starts_with('/') && piece.contains('.')).collect();
-        assert!(referenced.iter().any(|path| path.ends_with(".js")), "no script in {html}");
+        let referenced: Vec<&str> = html
+            .split(['"', '\''])
+            .filter(|piece| piece.starts_with('/') && piece.contains('.'))
+            .collect();
+        assert!(
+            referenced.iter().any(|path| path.ends_with(".js")),
+            "no script in {html}"
+        );
         for path in referenced {
-            assert!(find(path).is_some(), "index.html references {path}, which is not embedded");
+            assert!(
+                find(path).is_some(),
+                "index.html references {path}, which is not embedded"
+            );
         }
     }
 
@@ -127,7 +149,10 @@ mod tests {
         for page in APP_PAGES {
             let (status, head, body) = exchange("GET", page).await;
             assert_eq!(status, "HTTP/1.1 200 OK", "{page}");
-            assert!(head.contains("content-type: text/html; charset=utf-8"), "{page}: {head}");
+            assert!(
+                head.contains("content-type: text/html; charset=utf-8"),
+                "{page}: {head}"
+            );
             assert!(head.contains("cache-control: no-cache"), "{page}: {head}");
             assert_eq!(body, index_html(), "{page}");
         }
@@ -139,11 +164,25 @@ mod tests {
             let (status, head, body) = exchange("GET", path).await;
             assert_eq!(status, "HTTP/1.1 200 OK", "{path}");
             assert_eq!(body, bytes, "{path}");
-            assert!(head.contains(&format!("content-type: {}", content_type(path))), "{path}: {head}");
-            let cache = if path.starts_with("/assets/") { IMMUTABLE } else { REVALIDATE };
-            assert!(head.contains(&format!("cache-control: {cache}")), "{path}: {head}");
+            assert!(
+                head.contains(&format!("content-type: {}", content_type(path))),
+                "{path}: {head}"
+            );
+            let cache = if path.starts_with("/assets/") {
+                IMMUTABLE
+            } else {
+                REVALIDATE
+            };
+            assert!(
+                head.contains(&format!("cache-control: {cache}")),
+                "{path}: {head}"
+            );
         }
-        let script = assets::FILES.iter().find(|(path, _)| path.ends_with(".js")).unwrap().0;
+        let script = assets::FILES
+            .iter()
+            .find(|(path, _)| path.ends_with(".js"))
+            .unwrap()
+            .0;
         assert_eq!(content_type(script), "text/javascript; charset=utf-8");
     }
 
@@ -151,12 +190,22 @@ mod tests {
     async fn head_has_no_body_and_unknown_paths_are_left_to_the_api() {
         let (status, head, body) = exchange("HEAD", "/").await;
         assert_eq!(status, "HTTP/1.1 200 OK");
-        assert!(head.contains(&format!("content-length: {}", index_html().len())), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", index_html().len())),
+            "{head}"
+        );
         assert!(body.is_empty());
         // No fallback: these reach whatever 404 the app around this router gives.
         for path in ["/assets/missing-123.js", "/v1/nope", "/some/page"] {
-            assert_eq!(exchange("GET", path).await.0, "HTTP/1.1 404 Not Found", "{path}");
+            assert_eq!(
+                exchange("GET", path).await.0,
+                "HTTP/1.1 404 Not Found",
+                "{path}"
+            );
         }
-        assert_eq!(exchange("POST", "/").await.0, "HTTP/1.1 405 Method Not Allowed");
+        assert_eq!(
+            exchange("POST", "/").await.0,
+            "HTTP/1.1 405 Method Not Allowed"
+        );
     }
 }

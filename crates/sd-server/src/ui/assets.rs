@@ -3,8 +3,14 @@
 
 /// (URL path, file contents), sorted by path.
 pub(super) static FILES: &[(&str, &[u8])] = &[
-    ("/assets/index-CbOp8Tk5.js", include_bytes!("../../ui-dist/assets/index-CbOp8Tk5.js")),
-    ("/assets/style-KpvbdGG2.css", include_bytes!("../../ui-dist/assets/style-KpvbdGG2.css")),
+    (
+        "/assets/index-CbOp8Tk5.js",
+        include_bytes!("../../ui-dist/assets/index-CbOp8Tk5.js"),
+    ),
+    (
+        "/assets/style-BYHKUU_8.css",
+        include_bytes!("../../ui-dist/assets/style-BYHKUU_8.css"),
+    ),
     ("/favicon.svg", include_bytes!("../../ui-dist/favicon.svg")),
     ("/index.html", include_bytes!("../../ui-dist/index.html")),
 ];
