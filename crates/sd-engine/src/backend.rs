@@ -1,0 +1,77 @@
+//! The one seam between jobs and tensors: the [`Backend`] trait the model thread drives, its implementation
+//! for the real [`Pipeline`], and the [`Loader`] that builds a backend on the model thread itself (so a
+//! backend never has to cross threads).
+
+use image::RgbImage;
+use sd_core::pipeline::{
+    GenerateOutput, GenerateRequest, ModelInfo, Pipeline, StepControl, StepEvent,
+};
+
+/// Progress after one denoising step, as the engine sees it. The preview is computed only when asked for,
+/// because the engine rate-limits previews.
+pub struct StepProgress<'a> {
+    pub step: usize,
+    pub total: usize,
+    preview: &'a dyn Fn() -> sd_core::Result<RgbImage>,
+}
+
+impl<'a> StepProgress<'a> {
+    pub fn new(
+        step: usize,
+        total: usize,
+        preview: &'a dyn Fn() -> sd_core::Result<RgbImage>,
+    ) -> Self {
+        Self {
+            step,
+            total,
+            preview,
+        }
+    }
+
+    /// A small RGB preview of the first image at this step.
+    pub fn preview(&self) -> sd_core::Result<RgbImage> {
+        (self.preview)()
+    }
+}
+
+/// A loaded model that runs one request at a time on the model thread.
+pub trait Backend {
+    fn info(&self) -> &ModelInfo;
+
+    /// Runs one request. `on_step` is called after every step; returning [`StepControl::Stop`] must end the
+    /// run with [`sd_core::CoreError::Cancelled`] before the next step.
+    fn generate(
+        &self,
+        request: &GenerateRequest,
+        on_step: &mut dyn FnMut(&StepProgress<'_>) -> StepControl,
+    ) -> sd_core::Result<GenerateOutput>;
+}
+
+/// Builds the backend. Runs on the model thread; an `Err` is the reason the model could not load.
+pub type Loader = Box<dyn FnOnce() -> Result<Box<dyn Backend>, String> + Send>;
+
+impl Backend for Pipeline {
+    fn info(&self) -> &ModelInfo {
+        Pipeline::info(self)
+    }
+
+    fn generate(
+        &self,
+        request: &GenerateRequest,
+        on_step: &mut dyn FnMut(&StepProgress<'_>) -> StepControl,
+    ) -> sd_core::Result<GenerateOutput> {
+        Pipeline::generate(self, request, &mut |event: &StepEvent<'_>| {
+            let preview = || event.preview();
+            on_step(&StepProgress::new(event.step, event.total, &preview))
+        })
+    }
+}
+
+/// A loader for the real inference core.
+pub fn pipeline_loader(model: String, options: sd_core::pipeline::LoadOptions) -> Loader {
+    Box::new(move || {
+        Pipeline::load(&model, &options)
+            .map(|pipeline| Box::new(pipeline) as Box<dyn Backend>)
+            .map_err(|error| format!("cannot load model {model}: {error}"))
+    })
+}

@@ -1,0 +1,390 @@
+//! [`Engine`]: the handle async code uses to submit, watch, cancel and list jobs. It never runs a model
+//! itself; it edits shared state under one short lock and wakes the model thread ([`crate::worker`]).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use sd_core::pipeline::ModelInfo;
+use tokio::sync::watch;
+
+use crate::backend::Loader;
+use crate::events::{catch_up, JobEvent, Subscription};
+use crate::job::{JobId, JobRecord, JobRequest, JobSnapshot, JobStatus};
+use crate::metrics::Metrics;
+use crate::queue::JobQueue;
+use crate::store::JobStore;
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Jobs that may wait (the running one not counted).
+    pub max_queue: usize,
+    /// How long finished jobs and their images are kept.
+    pub result_ttl: Duration,
+    /// At most this many finished jobs are kept, whatever their age.
+    pub max_finished: usize,
+    /// Minimum time between two previews of a job; `None` disables previews.
+    pub preview_interval: Option<Duration>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_queue: 64,
+            result_ttl: Duration::from_secs(600),
+            max_finished: 256,
+            preview_interval: Some(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// Where the model is in its life.
+#[derive(Clone, Debug)]
+pub enum Readiness {
+    Loading,
+    Ready(Arc<ModelInfo>),
+    /// The model could not load; the reason says why.
+    Failed(String),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubmitError {
+    #[error("the queue is full")]
+    QueueFull { retry_after: Duration },
+    #[error("the model is not loaded yet")]
+    NotReady,
+    #[error("the worker is shutting down")]
+    ShuttingDown,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CancelError {
+    #[error("no job with this id")]
+    NotFound,
+    #[error("the job already finished ({})", .0.as_str())]
+    AlreadyFinished(JobStatus),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ImageError {
+    #[error("no job with this id")]
+    NotFound,
+    #[error("the job has no images ({})", .0.as_str())]
+    NotSucceeded(JobStatus),
+    #[error("the job has {0} images")]
+    OutOfRange(usize),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submitted {
+    pub id: JobId,
+    pub position: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// It was waiting and is now cancelled.
+    Cancelled,
+    /// It is running and stops after the current step.
+    Cancelling,
+}
+
+/// How busy the engine is right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Load {
+    pub queued: usize,
+    pub running: bool,
+    pub accepting: bool,
+}
+
+pub(crate) struct State {
+    pub queue: JobQueue,
+    pub store: JobStore,
+    pub running: Option<JobId>,
+    pub accepting: bool,
+    /// Tells the model thread to exit once idle.
+    pub exit: bool,
+    /// Moving average of job run time, for Retry-After.
+    pub mean_job_seconds: Option<f64>,
+}
+
+pub(crate) struct Shared {
+    pub state: Mutex<State>,
+    pub wake: Condvar,
+    pub config: EngineConfig,
+    pub metrics: Metrics,
+    pub readiness: watch::Sender<Readiness>,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // Backend panics are caught outside the lock, so a poisoned lock still holds consistent state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    /// Tells every waiting job its new place in line.
+    pub fn announce_positions(&self) {
+        for (id, position) in self.queue.positions() {
+            if let Some(record) = self.store.get(id) {
+                record.publish(JobEvent::Queued { position });
+            }
+        }
+    }
+
+    /// Ends `id` as `status`: sends the terminal event, closes its stream, starts its TTL.
+    pub fn finish(&mut self, id: &str, status: JobStatus, event: JobEvent, metrics: &Metrics) {
+        let now = Instant::now();
+        let mut generation_seconds = None;
+        if let Some(record) = self.store.get_mut(id) {
+            record.status = status;
+            record.finished_at = Some(SystemTime::now());
+            record.finished = Some(now);
+            record.request = None;
+            record.publish(event);
+            record.events = None;
+            generation_seconds = record
+                .started
+                .map(|started| now.duration_since(started).as_secs_f64());
+        }
+        metrics.finished(status, generation_seconds);
+        self.store.mark_finished(id, now);
+    }
+}
+
+/// The engine handle; cheap to clone, shared by every request handler.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+impl Engine {
+    /// Starts the model thread, which loads the backend with `loader` and then serves jobs.
+    pub fn start(loader: Loader, config: EngineConfig) -> std::io::Result<Self> {
+        let (readiness, _) = watch::channel(Readiness::Loading);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                queue: JobQueue::new(config.max_queue),
+                store: JobStore::new(config.result_ttl, config.max_finished),
+                running: None,
+                accepting: true,
+                exit: false,
+                mean_job_seconds: None,
+            }),
+            wake: Condvar::new(),
+            config,
+            metrics: Metrics::new(),
+            readiness,
+        });
+        crate::worker::spawn(Arc::clone(&shared), loader)?;
+        Ok(Self { shared })
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        self.shared.readiness.borrow().clone()
+    }
+
+    /// The loaded model's description, once loaded.
+    pub fn model_info(&self) -> Option<Arc<ModelInfo>> {
+        match &*self.shared.readiness.borrow() {
+            Readiness::Ready(info) => Some(Arc::clone(info)),
+            _ => None,
+        }
+    }
+
+    /// Waits until the model loaded (`Ok`) or failed to load (`Err` with the reason).
+    pub async fn wait_loaded(&self) -> Result<Arc<ModelInfo>, String> {
+        let mut readiness = self.shared.readiness.subscribe();
+        let settled = readiness
+            .wait_for(|state| !matches!(state, Readiness::Loading))
+            .await
+            .map_err(|_| "the model thread ended".to_owned())?;
+        match &*settled {
+            Readiness::Ready(info) => Ok(Arc::clone(info)),
+            Readiness::Failed(reason) => Err(reason.clone()),
+            Readiness::Loading => Err("the model is still loading".to_owned()),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// Queues a validated request.
+    pub fn submit(&self, request: JobRequest) -> Result<Submitted, SubmitError> {
+        let metrics = &self.shared.metrics;
+        let mut state = self.shared.lock();
+        if !state.accepting {
+            metrics.rejected("shutting_down");
+            return Err(SubmitError::ShuttingDown);
+        }
+        if self.model_info().is_none() {
+            metrics.rejected("not_ready");
+            return Err(SubmitError::NotReady);
+        }
+        state.store.sweep(Instant::now());
+        let id = uuid::Uuid::new_v4().to_string();
+        let position = match state.queue.push(id.clone()) {
+            Ok(position) => position,
+            Err(_) => {
+                metrics.rejected("queue_full");
+                let seconds = state
+                    .mean_job_seconds
+                    .unwrap_or(1.0)
+                    .ceil()
+                    .clamp(1.0, 600.0);
+                return Err(SubmitError::QueueFull {
+                    retry_after: Duration::from_secs_f64(seconds),
+                });
+            }
+        };
+        let record = JobRecord::new(id.clone(), request);
+        record.publish(JobEvent::Queued { position });
+        state.store.insert(record);
+        metrics.submitted();
+        drop(state);
+        self.shared.wake.notify_all();
+        tracing::debug!(job = %id, position, "job queued");
+        Ok(Submitted { id, position })
+    }
+
+    pub fn job(&self, id: &str) -> Option<JobSnapshot> {
+        let mut state = self.shared.lock();
+        state.store.sweep(Instant::now());
+        let position = state.queue.position(id);
+        state.store.get(id).map(|record| record.snapshot(position))
+    }
+
+    /// Up to `limit` jobs, newest first.
+    pub fn jobs(&self, limit: usize) -> Vec<JobSnapshot> {
+        let mut state = self.shared.lock();
+        state.store.sweep(Instant::now());
+        let mut jobs: Vec<JobSnapshot> = state
+            .store
+            .iter()
+            .map(|record| record.snapshot(state.queue.position(&record.id)))
+            .collect();
+        jobs.sort_by_key(|job| std::cmp::Reverse(job.created_at));
+        jobs.truncate(limit);
+        jobs
+    }
+
+    /// The job's state so far and its live events; `None` for an unknown job.
+    pub fn subscribe(&self, id: &str) -> Option<Subscription> {
+        let mut state = self.shared.lock();
+        state.store.sweep(Instant::now());
+        let position = state.queue.position(id);
+        let record = state.store.get(id)?;
+        Some(Subscription {
+            snapshot: catch_up(record, position),
+            live: record.events.as_ref().map(|events| events.subscribe()),
+        })
+    }
+
+    /// PNG `index` of a succeeded job.
+    pub fn image(&self, id: &str, index: usize) -> Result<Bytes, ImageError> {
+        let mut state = self.shared.lock();
+        state.store.sweep(Instant::now());
+        let record = state.store.get(id).ok_or(ImageError::NotFound)?;
+        let output = match (&record.output, record.status) {
+            (Some(output), JobStatus::Succeeded) => output,
+            (_, status) => return Err(ImageError::NotSucceeded(status)),
+        };
+        output
+            .images
+            .get(index)
+            .cloned()
+            .ok_or(ImageError::OutOfRange(output.images.len()))
+    }
+
+    /// Cancels a waiting job at once, or asks the running one to stop after its current step.
+    pub fn cancel(&self, id: &str) -> Result<CancelOutcome, CancelError> {
+        let mut state = self.shared.lock();
+        state.store.sweep(Instant::now());
+        let record = state.store.get(id).ok_or(CancelError::NotFound)?;
+        match record.status {
+            JobStatus::Queued => {
+                state.queue.remove(id);
+                state.finish(
+                    id,
+                    JobStatus::Cancelled,
+                    JobEvent::Cancelled {},
+                    &self.shared.metrics,
+                );
+                state.announce_positions();
+                tracing::info!(job = %id, "queued job cancelled");
+                Ok(CancelOutcome::Cancelled)
+            }
+            JobStatus::Running => {
+                record.cancel.store(true, Ordering::SeqCst);
+                tracing::info!(job = %id, "running job asked to stop");
+                Ok(CancelOutcome::Cancelling)
+            }
+            finished => Err(CancelError::AlreadyFinished(finished)),
+        }
+    }
+
+    pub fn load(&self) -> Load {
+        let state = self.shared.lock();
+        Load {
+            queued: state.queue.len(),
+            running: state.running.is_some(),
+            accepting: state.accepting,
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn metrics(&self) -> String {
+        let load = self.load();
+        self.shared.metrics.render(load.queued, load.running)
+    }
+
+    /// Graceful stop: refuses new jobs, cancels waiting ones, gives the running job up to `grace` to finish
+    /// (then asks it to stop), and lets the model thread exit.
+    pub async fn shutdown(&self, grace: Duration) {
+        {
+            let mut state = self.shared.lock();
+            state.accepting = false;
+            for id in state.queue.drain() {
+                state.finish(
+                    &id,
+                    JobStatus::Cancelled,
+                    JobEvent::Cancelled {},
+                    &self.shared.metrics,
+                );
+            }
+        }
+        if !self.wait_idle(grace).await {
+            tracing::warn!(
+                ?grace,
+                "the running job outlived the shutdown grace period; cancelling it"
+            );
+            self.cancel_running();
+            self.wait_idle(Duration::from_secs(10)).await;
+        }
+        self.shared.lock().exit = true;
+        self.shared.wake.notify_all();
+    }
+
+    fn cancel_running(&self) {
+        let state = self.shared.lock();
+        if let Some(record) = state.running.as_deref().and_then(|id| state.store.get(id)) {
+            record.cancel.store(true, Ordering::SeqCst);
+        }
+    }
+
+    async fn wait_idle(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.shared.lock().running.is_none() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

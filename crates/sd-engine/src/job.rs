@@ -1,0 +1,204 @@
+//! What a job is: its id, request, status, outcome and timings, and the read-only [`JobSnapshot`] the
+//! engine hands out. A [`JobRecord`] is the engine's mutable record and only lives behind the engine lock.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use sd_core::pipeline::GenerateRequest;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::events::JobEvent;
+
+pub type JobId = String;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    ImageGeneration,
+    ImageTransform,
+    ImageInpaint,
+}
+
+/// A request that has passed validation: the engine runs it as it is and never re-checks it.
+#[derive(Clone, Debug)]
+pub struct JobRequest {
+    pub operation: Operation,
+    pub generate: GenerateRequest,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+}
+
+impl JobError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Where a finished job's time went, in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobTimings {
+    /// Submitted -> started.
+    pub queue_ms: f64,
+    pub text_encode_ms: f64,
+    pub denoise_ms: f64,
+    pub decode_ms: f64,
+    /// The core's whole `generate` call.
+    pub generate_ms: f64,
+    /// PNG encoding of the results.
+    pub encode_ms: f64,
+    /// Submitted -> finished.
+    pub total_ms: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Progress {
+    pub step: usize,
+    pub total: usize,
+    pub percent: f64,
+    /// Estimated time to the last step, from the mean step time so far.
+    pub eta_ms: u64,
+}
+
+/// A finished job's images as PNG files.
+#[derive(Clone, Debug)]
+pub struct JobOutput {
+    pub images: Vec<Bytes>,
+    pub seeds: Vec<u64>,
+}
+
+/// A consistent copy of one job's state.
+#[derive(Clone, Debug)]
+pub struct JobSnapshot {
+    pub id: JobId,
+    pub operation: Operation,
+    pub status: JobStatus,
+    /// 1 = next to start; only while queued.
+    pub position: Option<usize>,
+    pub progress: Option<Progress>,
+    pub seeds: Vec<u64>,
+    pub created_at: SystemTime,
+    pub started_at: Option<SystemTime>,
+    pub finished_at: Option<SystemTime>,
+    pub image_count: usize,
+    pub error: Option<JobError>,
+    pub timings: Option<JobTimings>,
+}
+
+pub(crate) struct JobRecord {
+    pub id: JobId,
+    pub operation: Operation,
+    pub status: JobStatus,
+    /// Taken by the model thread when the job starts.
+    pub request: Option<GenerateRequest>,
+    pub seeds: Vec<u64>,
+    pub cancel: Arc<AtomicBool>,
+    pub created_at: SystemTime,
+    pub created: Instant,
+    pub started_at: Option<SystemTime>,
+    pub started: Option<Instant>,
+    pub finished_at: Option<SystemTime>,
+    pub finished: Option<Instant>,
+    pub progress: Option<Progress>,
+    /// The latest preview, for subscribers who join a running job.
+    pub last_preview: Option<JobEvent>,
+    pub output: Option<JobOutput>,
+    pub error: Option<JobError>,
+    pub timings: Option<JobTimings>,
+    /// Live events; dropped when the job finishes so that subscribers see the stream end.
+    pub events: Option<broadcast::Sender<JobEvent>>,
+}
+
+/// Events a slow subscriber may fall behind by before it skips ahead (it never misses the terminal event,
+/// which is always the newest).
+const EVENT_BUFFER: usize = 64;
+
+impl JobRecord {
+    pub fn new(id: JobId, request: JobRequest) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Self {
+            id,
+            operation: request.operation,
+            status: JobStatus::Queued,
+            seeds: request.generate.seeds.clone(),
+            request: Some(request.generate),
+            cancel: Arc::new(AtomicBool::new(false)),
+            created_at: SystemTime::now(),
+            created: Instant::now(),
+            started_at: None,
+            started: None,
+            finished_at: None,
+            finished: None,
+            progress: None,
+            last_preview: None,
+            output: None,
+            error: None,
+            timings: None,
+            events: Some(events),
+        }
+    }
+
+    pub fn publish(&self, event: JobEvent) {
+        if let Some(events) = &self.events {
+            // No receivers is normal: nobody is watching this job.
+            let _ = events.send(event);
+        }
+    }
+
+    pub fn snapshot(&self, position: Option<usize>) -> JobSnapshot {
+        JobSnapshot {
+            id: self.id.clone(),
+            operation: self.operation,
+            status: self.status,
+            position,
+            progress: self.progress,
+            seeds: self.seeds.clone(),
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            image_count: self.output.as_ref().map_or(0, |output| output.images.len()),
+            error: self.error.clone(),
+            timings: self.timings.clone(),
+        }
+    }
+}
