@@ -83,13 +83,24 @@ describe('the app, one session', () => {
     expect(text).toMatch(/Seed: \d+/);
   });
 
-  it('cancels a running job', async () => {
+  it('shows the queue position while another job runs, and cancels a running job', async () => {
+    // Someone else's long job holds the worker, so ours waits in the queue.
+    const blocker = (await (
+      await fetch(`${target.url}/v1/jobs`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ operation: 'image_generation', prompt: 'a long job', steps: 150 }),
+      })
+    ).json()) as { job_id: string };
     await setField('Steps', '150');
     await page.getByRole('button', { name: 'Generate' }).click();
-    await waitForStatus(/Step \d+ of 150|Queued/);
+    await waitForStatus(/Queued: position 1/);
+    await screenshot(page, '04-txt2img-queued');
+    await fetch(`${target.url}/v1/jobs/${blocker.job_id}`, { method: 'DELETE' });
+    await waitForStatus(/Step \d+ of 150/);
     await page.getByRole('button', { name: 'Cancel' }).click();
     await waitForStatus(/Cancelled/);
-    await screenshot(page, '04-txt2img-cancelled');
+    await screenshot(page, '05-txt2img-cancelled');
     expect(await galleryItems().count()).toBe(1);
   });
 
@@ -101,7 +112,7 @@ describe('the app, one session', () => {
     expect(await error.textContent()).toMatch(/steps/i);
     expect(await page.getByLabel('Steps', { exact: true }).getAttribute('aria-invalid')).toBe('true');
     expect(await page.evaluate(() => document.activeElement?.id)).toBe('field-steps');
-    await screenshot(page, '05-invalid-steps');
+    await screenshot(page, '06-invalid-steps');
     await setField('Steps', target.kind === 'mock' ? '12' : '4');
   });
 
@@ -120,7 +131,7 @@ describe('the app, one session', () => {
       expect(last.body.operation).toBe('image_transform');
       expect(last.body.strength).toBe(0.6);
     }
-    await screenshot(page, '06-img2img-done');
+    await screenshot(page, '07-img2img-done');
   });
 
   it('paints a mask with undo/redo and inpaints', async () => {
@@ -150,7 +161,7 @@ describe('the app, one session', () => {
     expect(await painted()).toBe(0);
     await page.getByRole('button', { name: 'Redo' }).click();
     expect(await painted()).toBeCloseTo(afterStroke, 5);
-    await screenshot(page, '07-inpaint-mask');
+    await screenshot(page, '08-inpaint-mask');
     await page.getByRole('button', { name: 'Inpaint', exact: true }).click();
     await page.getByTestId('result-image').first().waitFor({ timeout: 60_000 });
     await waitForStatus(/Done/);
@@ -161,14 +172,14 @@ describe('the app, one session', () => {
       expect(last.maskWhiteFraction).toBeGreaterThan(0.02);
       expect(last.maskWhiteFraction).toBeLessThan(0.6);
     }
-    await screenshot(page, '08-inpaint-done');
+    await screenshot(page, '09-inpaint-done');
   });
 
   it('keeps the gallery across a reload, and re-uses parameters', async () => {
     await page.reload();
     await galleryItems().nth(2).waitFor();
     expect(await galleryItems().count()).toBe(3);
-    await screenshot(page, '09-after-reload');
+    await screenshot(page, '10-after-reload');
     await galleryItems().last().getByRole('button', { name: /Re-use/ }).click();
     await page.waitForURL((url) => url.pathname === '/');
     expect(await page.getByLabel('Prompt', { exact: true }).inputValue()).toBe('a red lighthouse on a cliff');
@@ -186,7 +197,7 @@ describe('the app, one session', () => {
 
   it('fits a phone screen', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
-    for (const [path, name] of [['/', '10-phone-txt2img'], ['/img2img', '11-phone-img2img'], ['/inpaint', '12-phone-inpaint']] as const) {
+    for (const [path, name] of [['/', '11-phone-txt2img'], ['/img2img', '12-phone-img2img'], ['/inpaint', '13-phone-inpaint']] as const) {
       await page.goto(`${target.url}${path}`);
       await page.getByTestId('model-name').filter({ hasNotText: 'connecting' }).waitFor();
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
@@ -197,7 +208,7 @@ describe('the app, one session', () => {
     await page.getByTestId('mask-canvas').waitFor();
     const box = (await page.getByTestId('mask-canvas').boundingBox())!;
     expect(box.width).toBeLessThanOrEqual(390);
-    await screenshot(page, '13-phone-inpaint-editor');
+    await screenshot(page, '14-phone-inpaint-editor');
   });
 
   it('can be driven from the keyboard alone', async () => {
@@ -237,7 +248,7 @@ describe('a worker with an API key', () => {
     await p.goto(keyed.url);
     const dialog = p.getByRole('dialog', { name: 'API key needed' });
     await dialog.waitFor();
-    await screenshot(p, '14-api-key-prompt');
+    await screenshot(p, '15-api-key-prompt');
     await p.getByLabel('API key', { exact: true }).fill('wrong');
     await p.getByRole('button', { name: 'Save key' }).click();
     await p.getByText('That key was refused.').waitFor();

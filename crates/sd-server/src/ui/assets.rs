@@ -4,12 +4,12 @@
 /// (URL path, file contents), sorted by path.
 pub(super) static FILES: &[(&str, &[u8])] = &[
     (
-        "/assets/index-CbOp8Tk5.js",
-        include_bytes!("../../ui-dist/assets/index-CbOp8Tk5.js"),
+        "/assets/index-DUqprepf.js",
+        include_bytes!("../../ui-dist/assets/index-DUqprepf.js"),
     ),
     (
-        "/assets/style-BYHKUU_8.css",
-        include_bytes!("../../ui-dist/assets/style-BYHKUU_8.css"),
+        "/assets/style-DfIguC7U.css",
+        include_bytes!("../../ui-dist/assets/style-DfIguC7U.css"),
     ),
     ("/favicon.svg", include_bytes!("../../ui-dist/favicon.svg")),
     ("/index.html", include_bytes!("../../ui-dist/index.html")),

@@ -18,6 +18,16 @@ interface Props {
   fieldErrorShown: boolean;
 }
 
+const PLACEHOLDER: Record<JobState['phase'], string> = {
+  idle: 'Your image will appear here.',
+  submitting: '',
+  queued: 'Waiting for the worker to finish the jobs ahead…',
+  running: 'The preview appears after the first step.',
+  succeeded: '',
+  failed: '',
+  cancelled: 'Cancelled before it finished; nothing was kept.',
+};
+
 export function JobPanel({ job, results, onCancel, showError, fieldErrorShown }: Props) {
   const { phase, progress, position, preview, error } = job;
   const percent = Math.round(progress?.percent ?? 0);
@@ -78,7 +88,7 @@ export function JobPanel({ job, results, onCancel, showError, fieldErrorShown }:
           </div>
         ) : (
           <div className="placeholder" aria-hidden="true">
-            {phase === 'idle' ? 'Your image will appear here.' : phase === 'cancelled' ? 'Cancelled before it finished; nothing was kept.' : ''}
+            {PLACEHOLDER[phase]}
           </div>
         )}
       </div>
