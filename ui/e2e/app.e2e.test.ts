@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Page } from 'playwright-core';
+import type { Locator, Page } from 'playwright-core';
 import { openBrowser, screenshot, type Browser } from './browser';
 import { startTarget, type Target } from './target';
 
@@ -20,6 +20,17 @@ async function setField(label: string, value: string) {
   const advanced = page.locator('details.advanced');
   if (!(await advanced.evaluate((el) => (el as HTMLDetailsElement).open))) await advanced.locator('summary').click();
   await page.getByLabel(label, { exact: true }).fill(value);
+}
+
+/** Share of the mask canvas painted (alpha over half). */
+function paintedFraction(canvas: Locator): Promise<number> {
+  return canvas.evaluate((element) => {
+    const c = element as HTMLCanvasElement;
+    const data = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+    let painted = 0;
+    for (let i = 3; i < data.length; i += 4) if (data[i]! > 127) painted++;
+    return painted / (data.length / 4);
+  });
 }
 
 async function waitForStatus(pattern: RegExp, timeout = 60_000) {
@@ -149,12 +160,7 @@ describe('the app, one session', () => {
     await page.mouse.down();
     await page.mouse.move(box.x + box.width * 0.7, box.y + box.height * 0.5, { steps: 8 });
     await page.mouse.up();
-    const painted = () => canvas.evaluate((c) => {
-      const data = (c as HTMLCanvasElement).getContext('2d')!.getImageData(0, 0, (c as HTMLCanvasElement).width, (c as HTMLCanvasElement).height).data;
-      let n = 0;
-      for (let i = 3; i < data.length; i += 4) if (data[i]! > 127) n++;
-      return n / (data.length / 4);
-    });
+    const painted = () => paintedFraction(canvas);
     const afterStroke = await painted();
     expect(afterStroke).toBeGreaterThan(0.02);
     await page.getByRole('button', { name: 'Undo' }).click();
@@ -206,9 +212,37 @@ describe('the app, one session', () => {
     }
     await galleryItems().first().getByRole('button', { name: /to inpaint/ }).click();
     await page.getByTestId('mask-canvas').waitFor();
-    const box = (await page.getByTestId('mask-canvas').boundingBox())!;
+    const canvas = page.getByTestId('mask-canvas');
+    await canvas.scrollIntoViewIfNeeded();
+    const box = (await canvas.boundingBox())!;
     expect(box.width).toBeLessThanOrEqual(390);
+    const cdp = await page.context().newCDPSession(page);
+    const at = (fx: number, fy: number) => ({ x: box.x + box.width * fx, y: box.y + box.height * fy });
+
+    // A finger: real touch events, which the browser turns into pointer events of type "touch".
+    await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: true, maxTouchPoints: 1 });
+    await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: [at(0.2, 0.2)] });
+    for (const f of [0.3, 0.4, 0.5]) await cdp.send('Input.dispatchTouchEvent', { type: 'touchMove', touchPoints: [at(f, 0.2)] });
+    await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+    const touched = await paintedFraction(canvas);
+    expect(touched).toBeGreaterThan(0.01);
     await screenshot(page, '14-phone-inpaint-editor');
+
+    // A pen: a light stroke is thinner than a firm one.
+    const penStroke = async (force: number, fy: number) => {
+      await page.getByRole('button', { name: 'Clear' }).click();
+      const send = (type: 'mousePressed' | 'mouseMoved' | 'mouseReleased', fx: number) =>
+        cdp.send('Input.dispatchMouseEvent', { type, ...at(fx, fy), button: 'left', buttons: type === 'mouseReleased' ? 0 : 1, clickCount: 1, pointerType: 'pen', force });
+      await send('mousePressed', 0.2);
+      for (const fx of [0.35, 0.5, 0.65, 0.8]) await send('mouseMoved', fx);
+      await send('mouseReleased', 0.8);
+      return paintedFraction(canvas);
+    };
+    const light = await penStroke(0.1, 0.5);
+    const firm = await penStroke(1, 0.5);
+    expect(light).toBeGreaterThan(0);
+    expect(firm).toBeGreaterThan(light * 1.5);
+    await cdp.detach();
   });
 
   it('can be driven from the keyboard alone', async () => {

@@ -4,8 +4,8 @@
 /// (URL path, file contents), sorted by path.
 pub(super) static FILES: &[(&str, &[u8])] = &[
     (
-        "/assets/index-DUqprepf.js",
-        include_bytes!("../../ui-dist/assets/index-DUqprepf.js"),
+        "/assets/index-d6RCImob.js",
+        include_bytes!("../../ui-dist/assets/index-d6RCImob.js"),
     ),
     (
         "/assets/style-DfIguC7U.css",

@@ -88,7 +88,11 @@ export function MaskEditor({ imageUrl, width, height, error, ref }: Props) {
   const onPointerDown = (event: React.PointerEvent<HTMLCanvasElement>) => {
     if (event.pointerType === 'mouse' && event.button !== 0) return;
     event.preventDefault();
-    event.currentTarget.setPointerCapture(event.pointerId);
+    try {
+      event.currentTarget.setPointerCapture(event.pointerId); // keep the stroke when it leaves the canvas
+    } catch {
+      // a pointer the browser no longer tracks: paint without capture
+    }
     snapshot();
     const point = toCanvasPoint(event);
     stroke.current = { pointerId: event.pointerId, last: point };
