@@ -17,7 +17,16 @@ fi
 
 npm ci --no-audit --no-fund
 npm run typecheck
-npx vitest run
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+npx vitest run --reporter=default --reporter=json --outputFile="$results/unit.json"
 ./build-and-embed.sh --check
 (cd app && npx vite build --logLevel warn)
-npx vitest run --config e2e/vitest.config.ts
+npx vitest run --config e2e/vitest.config.ts --reporter=default --reporter=json --outputFile="$results/e2e.json"
+
+# One plain closing line for CI: "ui: N passed, N failed".
+node -e '
+  const runs = process.argv.slice(1).map((f) => JSON.parse(require("fs").readFileSync(f, "utf8")));
+  const sum = (key) => runs.reduce((n, r) => n + r[key], 0);
+  console.log(`ui: ${sum("numPassedTests")} passed, ${sum("numFailedTests")} failed`);
+' "$results/unit.json" "$results/e2e.json"
