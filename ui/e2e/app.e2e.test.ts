@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Locator, Page } from 'playwright-core';
+import { encodePng } from '../mock-server/png.mjs';
 import { openBrowser, screenshot, type Browser } from './browser';
 import { startTarget, type Target } from './target';
 
@@ -20,6 +21,10 @@ async function setField(label: string, value: string) {
   const advanced = page.locator('details.advanced');
   if (!(await advanced.evaluate((el) => (el as HTMLDetailsElement).open))) await advanced.locator('summary').click();
   await page.getByLabel(label, { exact: true }).fill(value);
+}
+
+function solidPng(width: number, height: number): Buffer {
+  return encodePng(width, height, new Uint8Array(width * height * 4).fill(90));
 }
 
 /** Share of the mask canvas painted (alpha over half). */
@@ -125,6 +130,21 @@ describe('the app, one session', () => {
     expect(await page.evaluate(() => document.activeElement?.id)).toBe('field-steps');
     await screenshot(page, '06-invalid-steps');
     await setField('Steps', target.kind === 'mock' ? '12' : '4');
+  });
+
+  it('takes a picture from a file or a drop on the img2img screen', async () => {
+    await page.getByRole('link', { name: 'Image to image' }).click();
+    await page.waitForURL(/\/img2img$/);
+    await page.getByTestId('image-file').setInputFiles({ name: 'upload.png', mimeType: 'image/png', buffer: solidPng(100, 60) });
+    // Sides are cut down to multiples of 8 and the form takes the picture's size.
+    await page.getByText('96×56').waitFor();
+    expect(await page.getByLabel('Width', { exact: true }).inputValue()).toBe('96');
+    await page.locator('.dropzone').evaluate((zone, bytes) => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([new Uint8Array(bytes)], 'dropped.png', { type: 'image/png' }));
+      zone.dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    }, [...solidPng(64, 72)]);
+    await page.getByText('64×72').waitFor();
   });
 
   it('sends a gallery image to img2img and transforms it', async () => {
