@@ -92,6 +92,7 @@ fn content_type(path: &str) -> &'static str {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
