@@ -4,8 +4,8 @@
 /// (URL path, file contents), sorted by path.
 pub(super) static FILES: &[(&str, &[u8])] = &[
     (
-        "/assets/index-d6RCImob.js",
-        include_bytes!("../../ui-dist/assets/index-d6RCImob.js"),
+        "/assets/index-BKP3KRKC.js",
+        include_bytes!("../../ui-dist/assets/index-BKP3KRKC.js"),
     ),
     (
         "/assets/style-DfIguC7U.css",

@@ -15,7 +15,9 @@ export interface SseMessage {
 
 /** Incremental parser: feed it text chunks as they arrive and it returns the messages they complete. */
 export class SseParser {
-  private buffer = '';
+  /** Pieces of the line not yet ended: joined only when its end arrives, so a long line (a base64 image)
+   * split over many chunks costs linear time. */
+  private partial: string[] = [];
   private eventName = '';
   private dataLines: string[] = [];
   private hasData = false;
@@ -38,17 +40,18 @@ export class SseParser {
       chunk = chunk.slice(1);
     }
     this.pendingCarriageReturn = false;
-    this.buffer += chunk;
     const messages: SseMessage[] = [];
     let start = 0;
-    for (let i = 0; i < this.buffer.length; i++) {
-      const ch = this.buffer[i];
-      if (ch !== '\n' && ch !== '\r') continue;
-      const line = this.buffer.slice(start, i);
-      if (ch === '\r') {
-        if (i + 1 === this.buffer.length) {
+    for (let i = 0; i < chunk.length; i++) {
+      const ch = chunk.charCodeAt(i);
+      if (ch !== 10 && ch !== 13) continue; // \n, \r
+      this.partial.push(chunk.slice(start, i));
+      const line = this.partial.join('');
+      this.partial = [];
+      if (ch === 13) {
+        if (i + 1 === chunk.length) {
           this.pendingCarriageReturn = true;
-        } else if (this.buffer[i + 1] === '\n') {
+        } else if (chunk.charCodeAt(i + 1) === 10) {
           i++;
         }
       }
@@ -56,7 +59,7 @@ export class SseParser {
       const message = this.line(line);
       if (message) messages.push(message);
     }
-    this.buffer = this.buffer.slice(start);
+    if (start < chunk.length) this.partial.push(chunk.slice(start));
     return messages;
   }
 
