@@ -29,6 +29,20 @@ describe('SseParser', () => {
     expect(parser.retry).toBe(1500);
   });
 
+  it('reads a long line split into many chunks in linear time (a base64 image event)', () => {
+    const image = 'A'.repeat(4_000_000);
+    const text = `event: complete\ndata: {"images":["${image}"],"seeds":[1]}\n\n`;
+    const parser = new SseParser();
+    const started = performance.now();
+    const messages = [];
+    for (let i = 0; i < text.length; i += 4096) messages.push(...parser.feed(text.slice(i, i + 4096)));
+    const elapsed = performance.now() - started;
+    expect(messages).toHaveLength(1);
+    expect(messages[0]!.data).toBe(`{"images":["${image}"],"seeds":[1]}`);
+    // Re-scanning the pending line on every chunk (quadratic) takes tens of seconds here.
+    expect(elapsed).toBeLessThan(2000);
+  });
+
   it('does not dispatch a message without data', () => {
     const parser = new SseParser();
     expect(parser.feed('event: started\n\n')).toEqual([]);
