@@ -1,6 +1,6 @@
 /** The app shell: worker info and API key, the three modes, the gallery, and the state they share (form
  * parameters, the img2img/inpaint pictures, gallery items). */
-import { useCallback, useEffect, useState } from 'react';
+import { useCallback, useEffect, useRef, useState } from 'react';
 import { ApiError, type WorkerInfo } from '@sd-worker/sdk';
 import { ApiKeyDialog } from './components/ApiKeyDialog';
 import { Gallery } from './components/Gallery';
@@ -30,7 +30,9 @@ export function App() {
 
   const askForKey = useCallback(() => setKeyPrompt({ open: true, rejected: storedApiKey() !== null }), []);
 
+  const retryTimer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
   const connect = useCallback(async () => {
+    clearTimeout(retryTimer.current);
     setConnection({ state: 'loading' });
     try {
       const workerInfo = await client.info();
@@ -39,8 +41,11 @@ export function App() {
     } catch (error) {
       if (error instanceof ApiError && error.isUnauthorized) askForKey();
       setConnection({ state: 'error', message: error instanceof Error ? error.message : String(error) });
+      // 503: the worker is up but still loading its model; it will be ready shortly.
+      if (error instanceof ApiError && error.status === 503) retryTimer.current = setTimeout(() => void connect(), 2000);
     }
   }, [askForKey]);
+  useEffect(() => () => clearTimeout(retryTimer.current), []);
 
   useEffect(() => {
     void connect();

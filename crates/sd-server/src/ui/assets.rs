@@ -4,8 +4,8 @@
 /// (URL path, file contents), sorted by path.
 pub(super) static FILES: &[(&str, &[u8])] = &[
     (
-        "/assets/index-BKP3KRKC.js",
-        include_bytes!("../../ui-dist/assets/index-BKP3KRKC.js"),
+        "/assets/index-D8b0Aslb.js",
+        include_bytes!("../../ui-dist/assets/index-D8b0Aslb.js"),
     ),
     (
         "/assets/style-DfIguC7U.css",
