@@ -221,6 +221,22 @@ describe('the app, one session', () => {
     expect(await galleryItems().count()).toBe(2);
   });
 
+  it('picks a running job up again after a reload, and saves its image', async () => {
+    await page.getByLabel('Prompt', { exact: true }).fill('a job that outlives its page');
+    await setField('Steps', '40');
+    await page.getByRole('button', { name: 'Generate' }).click();
+    await waitForStatus(/Step \d+ of 40/);
+    await page.reload();
+    await waitForStatus(/Step \d+ of 40|Done/);
+    await page.getByTestId('result-image').first().waitFor({ timeout: 60_000 });
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="gallery-item"]').length === 3);
+    expect(await galleryItems().first().textContent()).toContain('a job that outlives its page');
+    await page.reload();
+    await galleryItems().nth(2).waitFor();
+    expect(await galleryItems().count()).toBe(3); // saved once, not again on the next load
+    expect(await page.getByRole('status').textContent()).toBe('Ready.');
+  });
+
   it('fits a phone screen', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     for (const [path, name] of [['/', '11-phone-txt2img'], ['/img2img', '12-phone-img2img'], ['/inpaint', '13-phone-inpaint']] as const) {

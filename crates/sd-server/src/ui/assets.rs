@@ -4,8 +4,8 @@
 /// (URL path, file contents), sorted by path.
 pub(super) static FILES: &[(&str, &[u8])] = &[
     (
-        "/assets/index-D8b0Aslb.js",
-        include_bytes!("../../ui-dist/assets/index-D8b0Aslb.js"),
+        "/assets/index-BtqVhGaC.js",
+        include_bytes!("../../ui-dist/assets/index-BtqVhGaC.js"),
     ),
     (
         "/assets/style-DfIguC7U.css",

@@ -3,11 +3,12 @@
  * and saving finished images to the gallery. One job per mode; switching tabs keeps each mode's job.
  */
 import { useEffect, useRef, useState } from 'react';
-import { useImageToImage, useInpainting, useTextToImage } from '@sd-worker/react';
+import { useImageToImage, useInpainting, useJob, useTextToImage } from '@sd-worker/react';
 import { ApiError, type JobOutcome, type Operation, type WorkerInfo } from '@sd-worker/sdk';
 import { client } from '../lib/api';
 import { putGalleryItem, type GalleryItem } from '../lib/gallery-db';
 import type { PickedImage } from '../lib/images';
+import { readPendingJob, writePendingJob, type PendingJob } from '../lib/pending';
 import { formFieldOf, randomSeed, strengthOf, toGenerationParams, type FormParams } from '../lib/params';
 import type { Mode } from '../lib/route';
 import { ImagePicker } from './ImagePicker';
@@ -32,7 +33,11 @@ const SUBMIT_LABEL: Record<Mode, string> = { txt2img: 'Generate', img2img: 'Tran
 
 export function Studio({ mode, info, params, onParamsChange, input, onPickFile, onClearInput, onSaved, onUnauthorized }: Props) {
   const jobs = { txt2img: useTextToImage(), img2img: useImageToImage(), inpaint: useInpainting() };
-  const job = jobs[mode];
+  // A job this tab started before a reload: followed by id until it ends, then saved like any other.
+  const [resumedJob, setResumedJob] = useState<PendingJob | null>(() => readPendingJob());
+  const resumed = useJob(resumedJob?.jobId ?? null);
+  const job = resumedJob?.mode === mode && jobs[mode].phase === 'idle' ? resumed : jobs[mode];
+  const pendingRequest = useRef<{ mode: Mode; request: Record<string, unknown> } | null>(null);
   const mask = useRef<MaskEditorHandle>(null);
   const [localError, setLocalError] = useState<FieldError | null>(null);
   const [results, setResults] = useState<Record<Mode, ShownResult[]>>({ txt2img: [], img2img: [], inpaint: [] });
@@ -53,6 +58,32 @@ export function Studio({ mode, info, params, onParamsChange, input, onPickFile, 
   }, [fieldError]);
 
   useEffect(() => setLocalError(null), [mode]);
+
+  // Remember the running job across reloads.
+  const runningIds = [jobs.txt2img, jobs.img2img, jobs.inpaint].map((j) => (j.busy ? j.jobId : null)).join();
+  useEffect(() => {
+    const wanted = pendingRequest.current;
+    if (!wanted) return;
+    const running = jobs[wanted.mode];
+    if (running.busy && running.jobId) {
+      writePendingJob({ mode: wanted.mode, jobId: running.jobId, operation: OPERATION[wanted.mode], request: wanted.request });
+    }
+    // eslint-disable-next-line react-hooks/exhaustive-deps -- runningIds says when any of them changed
+  }, [runningIds]);
+
+  const resumedSaved = useRef(false);
+  useEffect(() => {
+    if (!resumedJob || resumedSaved.current || resumed.busy || resumed.phase === 'idle' || resumed.phase === 'submitting') return;
+    resumedSaved.current = true;
+    writePendingJob(null);
+    if (resumed.error instanceof ApiError && resumed.error.status === 404) {
+      setResumedJob(null); // the worker has forgotten it (past its result TTL): nothing to show
+    } else if (resumed.phase === 'succeeded' && resumed.result) {
+      const outcome: JobOutcome = { status: 'succeeded', jobId: resumedJob.jobId, result: resumed.result };
+      void save(outcome, resumedJob.operation, resumedJob.request, resumedJob.mode).catch(() => undefined);
+    }
+    // eslint-disable-next-line react-hooks/exhaustive-deps -- runs when the resumed job ends
+  }, [resumed.phase, resumed.busy]);
 
   const save = async (outcome: JobOutcome, operation: Operation, request: Record<string, unknown>, forMode: Mode) => {
     if (outcome.status !== 'succeeded') return;
@@ -100,6 +131,7 @@ export function Studio({ mode, info, params, onParamsChange, input, onPickFile, 
     const strength = strengthOf(form);
     const request: Record<string, unknown> = { ...base };
     const forMode = mode;
+    pendingRequest.current = { mode, request };
     let outcome: JobOutcome | undefined;
     if (mode === 'txt2img') {
       outcome = await jobs.txt2img.submit(base);
@@ -120,6 +152,7 @@ export function Studio({ mode, info, params, onParamsChange, input, onPickFile, 
         outcome = await jobs.inpaint.submit({ ...base, ...(strength !== undefined ? { strength } : {}), init_image: input.png, mask_image: maskPng });
       }
     }
+    if (readPendingJob()?.mode === forMode) writePendingJob(null);
     if (outcome) await save(outcome, OPERATION[forMode], request, forMode).catch(() => undefined);
   };
 
