@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the tiny SDXL / SDXL-inpainting / SDXL-Turbo fixtures and the diffusers goldens the Rust tests compare against.
+"""Writes the tiny SDXL, SDXL-inpainting and SDXL-Turbo fixtures and the diffusers goldens the Rust tests use.
 
     python3 tools/make_sdxl_fixtures.py                      # tests/fixtures/models/tiny-sdxl* and golden/tiny-sdxl*
     python3 tools/make_sdxl_fixtures.py --models-only        # only the model folders (+ text/unet/vae goldens)
