@@ -264,11 +264,10 @@ def set_sampler(pipe, sampler):
 
 
 def write_json(path, obj):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    # One writer for every fixture script: valid JSON (no infinities) the Rust tests can parse.
+    from make_fixtures import write_json as write_fixture_json
+
+    write_fixture_json(path, obj)
 
 
 def save_tensors(path, tensors):
