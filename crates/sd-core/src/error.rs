@@ -9,7 +9,11 @@ pub enum CoreError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("{path}: tensor `{tensor}`: {message}")]
-    Tensor { path: PathBuf, tensor: String, message: String },
+    Tensor {
+        path: PathBuf,
+        tensor: String,
+        message: String,
+    },
     #[error("invalid config {path}: {message}")]
     Config { path: PathBuf, message: String },
     #[error("unsupported model: {0}")]
@@ -28,9 +32,15 @@ pub enum CoreError {
 
 impl CoreError {
     pub fn file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Self::File { path: path.into(), message: message.into() }
+        Self::File {
+            path: path.into(),
+            message: message.into(),
+        }
     }
     pub fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Self::Config { path: path.into(), message: message.into() }
+        Self::Config {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }

@@ -5,6 +5,8 @@
 //! weights and configs; [`pipeline`] strings the pieces together.
 
 pub mod error;
+pub mod loader;
+pub mod models;
 pub mod pipeline;
 pub mod rng;
 pub mod schedulers;

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "sd-worker", version, about = "Stable Diffusion inference worker on candle")]
+#[command(
+    name = "sd-worker",
+    version,
+    about = "Stable Diffusion inference worker on candle"
+)]
 pub struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `sd_core=debug`.
     #[arg(long, env = "SD_LOG", default_value = "info", global = true)]
@@ -17,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Generate images from the command line.
-    Generate(GenerateArgs),
+    Generate(Box<GenerateArgs>),
     /// Serve the HTTP job API (and the web UI).
     Serve(ServeArgs),
 }
@@ -38,6 +42,12 @@ pub struct ModelArgs {
     /// Weight variant to prefer, e.g. `fp16` for `*.fp16.safetensors` files.
     #[arg(long, env = "SD_VARIANT")]
     pub variant: Option<String>,
+    /// Hugging Face hub cache folder for hub ids (default: hf-hub's, `$HF_HOME/hub`).
+    #[arg(long, env = "HF_HUB_CACHE")]
+    pub hf_cache: Option<PathBuf>,
+    /// Resolve hub ids from the cache only; never download.
+    #[arg(long, env = "HF_HUB_OFFLINE")]
+    pub offline: bool,
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +80,21 @@ pub struct GenerateArgs {
     /// 1 = last CLIP layer, 2 = penultimate (A1111's "Clip skip").
     #[arg(long, env = "SD_CLIP_SKIP", default_value_t = 1)]
     pub clip_skip: usize,
+    /// Start from this image (img2img); with --mask, inpaint.
+    #[arg(long, env = "SD_INIT_IMAGE")]
+    pub init_image: Option<PathBuf>,
+    /// How much of the init image to change, 0..=1 (default 0.8 for img2img, 1.0 for inpainting).
+    #[arg(long, env = "SD_STRENGTH")]
+    pub strength: Option<f64>,
+    /// Inpainting mask: white repaints, black keeps (RGBA: transparent repaints).
+    #[arg(long, env = "SD_MASK")]
+    pub mask: Option<PathBuf>,
+    /// Blur the mask edges by this many pixels.
+    #[arg(long, env = "SD_MASK_BLUR", default_value_t = 0.0)]
+    pub mask_blur: f32,
+    /// Keep unmasked pixels exactly as in the init image.
+    #[arg(long, env = "SD_PRESERVE_UNMASKED")]
+    pub preserve_unmasked: bool,
     /// Output PNG; with a batch, image i > 0 is written as NAME-i.png.
     #[arg(long, env = "SD_OUT", default_value = "out.png")]
     pub out: PathBuf,

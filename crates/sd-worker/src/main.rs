@@ -1,11 +1,19 @@
 //! The sd-worker binary: `generate` images from the command line or `serve` them over HTTP.
 
 mod cli;
+mod generate;
 
 use clap::Parser;
+use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
-    let _ = cli;
-    Ok(())
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        cli::Command::Generate(args) => generate::run(*args),
+        cli::Command::Serve(_args) => anyhow::bail!("serve is not built yet"),
+    }
 }

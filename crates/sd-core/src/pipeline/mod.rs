@@ -1,9 +1,17 @@
 //! Text-to-image (and, through [`InitImage`], image-to-image and inpainting): prompt -> embeddings ->
 //! denoising loop -> VAE decode. The public face of the core: the engine and the CLI call only this.
 
+mod conditioning;
+mod denoise;
+pub mod img2img;
+mod load;
+pub mod preview;
+
 use candle_core::Tensor;
 use image::{GrayImage, RgbImage};
 
+pub use self::conditioning::SizeConditioning;
+pub use self::load::Pipeline;
 use crate::schedulers::SamplerKind;
 use crate::{CoreError, Result};
 
@@ -29,6 +37,19 @@ pub struct LoadOptions {
     pub dtype: DTypeSpec,
     /// Weight file variant to prefer, e.g. `fp16` for `*.fp16.safetensors`; falls back to the plain files.
     pub variant: Option<String>,
+    /// Hub cache location and offline mode, for hub ids.
+    pub hub: crate::loader::hub::HubOptions,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            device: DeviceSpec::Cpu,
+            dtype: DTypeSpec::F32,
+            variant: None,
+            hub: Default::default(),
+        }
+    }
 }
 
 /// What a loaded model is and what it does by default; the engine reports it in `/v1/info`.
@@ -54,8 +75,11 @@ pub struct ModelInfo {
 #[derive(Clone, Debug)]
 pub struct InitImage {
     pub image: RgbImage,
+    /// 0 keeps the input, 1 ignores it (img2img); for inpainting, how much the masked region may change.
     pub strength: f64,
     pub mask: Option<GrayImage>,
+    /// Paste the unmasked input pixels back over the result (A1111's inpaint overlay).
+    pub preserve_unmasked: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -74,6 +98,8 @@ pub struct GenerateRequest {
     /// 1 = last CLIP layer (default), 2 = penultimate, as A1111's "Clip skip".
     pub clip_skip: usize,
     pub init: Option<InitImage>,
+    /// SDXL size/crop conditioning; ignored by other families.
+    pub size_conditioning: SizeConditioning,
 }
 
 /// Sent after every denoising step. Returning [`StepControl::Stop`] ends the run with [`CoreError::Cancelled`].
@@ -81,7 +107,7 @@ pub struct StepEvent<'a> {
     pub step: usize,
     pub total: usize,
     latents: &'a Tensor,
-    latent_to_rgb: &'a crate::pipeline::preview::LatentPreviewer,
+    latent_to_rgb: &'a preview::LatentPreviewer,
 }
 
 impl StepEvent<'_> {
@@ -112,46 +138,112 @@ pub struct GenerateOutput {
     pub timings: Timings,
 }
 
-pub mod preview;
-
-/// A loaded model, owned by one thread.
-pub struct Pipeline {}
-
-impl Pipeline {
-    /// Loads a diffusers folder, a hub id (`org/name`, from the hub cache or, with a network, the hub).
-    pub fn load(model: &str, options: &LoadOptions) -> Result<Self> {
-        let _ = (model, options);
-        Err(CoreError::Unsupported("pipeline not implemented yet".into()))
+impl DeviceSpec {
+    /// Parses `cpu`, `cuda`, `cuda:N`, `metal`, `metal:N`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let lower = text.trim().to_ascii_lowercase();
+        let (kind, ordinal) = match lower.split_once(':') {
+            Some((k, n)) => {
+                let n = n.parse::<usize>().map_err(|_| {
+                    CoreError::InvalidInput(format!(
+                        "device `{text}`: `{n}` is not a device number"
+                    ))
+                })?;
+                (k.to_string(), n)
+            }
+            None => (lower.clone(), 0),
+        };
+        match kind.as_str() {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" | "gpu" => Ok(Self::Cuda(ordinal)),
+            "metal" | "mps" => Ok(Self::Metal(ordinal)),
+            _ => Err(CoreError::InvalidInput(format!(
+                "device `{text}`: use cpu, cuda, cuda:N, metal or metal:N"
+            ))),
+        }
     }
 
-    pub fn info(&self) -> &ModelInfo {
-        unreachable_info()
-    }
-
-    pub fn generate(
-        &self,
-        request: &GenerateRequest,
-        on_step: &mut dyn FnMut(&StepEvent<'_>) -> StepControl,
-    ) -> Result<GenerateOutput> {
-        let _ = (request, on_step);
-        Err(CoreError::Unsupported("pipeline not implemented yet".into()))
+    pub fn open(&self) -> Result<candle_core::Device> {
+        let unavailable =
+            |what: &str, e: candle_core::Error| CoreError::NotAvailable(format!("{what}: {e}"));
+        match self {
+            Self::Cpu => Ok(candle_core::Device::Cpu),
+            Self::Cuda(n) => candle_core::Device::new_cuda(*n)
+                .map_err(|e| unavailable(&format!("cuda:{n} (is this a CUDA build?)"), e)),
+            Self::Metal(n) => candle_core::Device::new_metal(*n)
+                .map_err(|e| unavailable(&format!("metal:{n} (is this a Metal build?)"), e)),
+        }
     }
 }
 
-fn unreachable_info() -> &'static ModelInfo {
-    static INFO: std::sync::OnceLock<ModelInfo> = std::sync::OnceLock::new();
-    INFO.get_or_init(|| ModelInfo {
-        model: String::new(),
-        family: String::new(),
-        prediction_type: String::new(),
-        device: String::new(),
-        dtype: String::new(),
-        default_width: 512,
-        default_height: 512,
-        default_steps: 20,
-        default_guidance: 7.5,
-        default_sampler: String::new(),
-        size_multiple: 8,
-        inpainting: false,
-    })
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cpu => write!(f, "cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+            Self::Metal(n) => write!(f, "metal:{n}"),
+        }
+    }
+}
+
+impl DTypeSpec {
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(Self::F32),
+            "f16" | "fp16" | "float16" | "half" => Ok(Self::F16),
+            "bf16" | "bfloat16" => Ok(Self::Bf16),
+            _ => Err(CoreError::InvalidInput(format!(
+                "dtype `{text}`: use f32, f16 or bf16"
+            ))),
+        }
+    }
+
+    /// f32 on the CPU, f16 on GPUs.
+    pub fn default_for(device: &DeviceSpec) -> Self {
+        match device {
+            DeviceSpec::Cpu => Self::F32,
+            _ => Self::F16,
+        }
+    }
+
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            Self::F32 => candle_core::DType::F32,
+            Self::F16 => candle_core::DType::F16,
+            Self::Bf16 => candle_core::DType::BF16,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Bf16 => "bf16",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_parse_as_users_write_them() {
+        assert_eq!(DeviceSpec::parse("cpu").unwrap(), DeviceSpec::Cpu);
+        assert_eq!(DeviceSpec::parse("CUDA").unwrap(), DeviceSpec::Cuda(0));
+        assert_eq!(DeviceSpec::parse("cuda:3").unwrap(), DeviceSpec::Cuda(3));
+        assert_eq!(DeviceSpec::parse("metal:1").unwrap(), DeviceSpec::Metal(1));
+        assert!(DeviceSpec::parse("tpu").is_err());
+        assert!(DeviceSpec::parse("cuda:x").is_err());
+        assert_eq!(DeviceSpec::Cuda(2).to_string(), "cuda:2");
+    }
+
+    #[test]
+    fn dtypes_parse_and_default_per_device() {
+        assert_eq!(DTypeSpec::parse("fp16").unwrap(), DTypeSpec::F16);
+        assert_eq!(DTypeSpec::parse("bf16").unwrap(), DTypeSpec::Bf16);
+        assert!(DTypeSpec::parse("int8").is_err());
+        assert_eq!(DTypeSpec::default_for(&DeviceSpec::Cpu), DTypeSpec::F32);
+        assert_eq!(DTypeSpec::default_for(&DeviceSpec::Cuda(0)), DTypeSpec::F16);
+    }
 }

@@ -1,26 +1,40 @@
 //! Noise schedulers, one file each, behind the [`Scheduler`] trait. Each cites the diffusers class it matches
 //! and is configured from a model's `scheduler/scheduler_config.json` the way diffusers'
 //! `XScheduler.from_config(pipe.scheduler.config)` does: keys the file has win, the rest take that class's
-//! defaults.
+//! defaults. [`build_scheduler`] maps a [`SamplerKind`] to its class.
+//!
+//! All update rules run in f32 whatever the sample's dtype or device, and return the sample's dtype.
+
+mod config;
+mod ddim;
+mod dpm_solver;
+mod euler;
+mod euler_ancestral;
+mod heun;
+mod kind;
+mod lcm;
+mod ops;
+mod pndm;
+mod schedule;
+mod sigmas;
+mod timesteps;
+mod unipc;
 
 use candle_core::Tensor;
 
-use crate::rng::BatchRng;
-use crate::Result;
+pub use config::{SchedulerClass, SchedulerConfig};
+pub use ddim::Ddim;
+pub use dpm_solver::DpmSolverMultistep;
+pub use euler::EulerDiscrete;
+pub use euler_ancestral::EulerAncestral;
+pub use heun::Heun;
+pub use kind::{SamplerKind, SamplerNameError};
+pub use lcm::Lcm;
+pub use pndm::Pndm;
+pub use unipc::UniPcMultistep;
 
-/// The samplers users pick by name. `parse` accepts our CLI/API names and A1111's display names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SamplerKind {
-    Ddim,
-    Pndm,
-    Euler,
-    EulerAncestral,
-    Heun,
-    DpmPp2M,
-    DpmPp2MKarras,
-    UniPc,
-    Lcm,
-}
+use crate::rng::BatchRng;
+use crate::{CoreError, Result};
 
 /// The denoising loop's view of a scheduler, mirroring diffusers' pipeline loop:
 /// `for t in timesteps { x_in = scale_model_input(x); eps = unet(x_in, t); x = step(eps, x) }`.
@@ -32,13 +46,96 @@ pub trait Scheduler: Send {
     /// Scales the UNet input at the current step (Euler-family: x / sqrt(sigma^2 + 1); DDIM: identity).
     fn scale_model_input(&self, sample: &Tensor) -> Result<Tensor>;
     /// Advances one entry of `timesteps()`; ancestral and stochastic schedulers draw noise from `rng`.
-    fn step(&mut self, model_output: &Tensor, sample: &Tensor, rng: &mut BatchRng) -> Result<Tensor>;
+    fn step(
+        &mut self,
+        model_output: &Tensor,
+        sample: &Tensor,
+        rng: &mut BatchRng,
+    ) -> Result<Tensor>;
     /// `add_noise(original, noise, timesteps()[index])`, as img2img uses it.
     fn add_noise(&self, original: &Tensor, noise: &Tensor, index: usize) -> Result<Tensor>;
     /// Start the loop at `timesteps()[index]` (diffusers' `set_begin_index`, used by img2img).
     fn set_begin_index(&mut self, index: usize);
+    /// Where the loop starts (0 unless `set_begin_index` moved it).
+    fn begin_index(&self) -> usize;
     /// diffusers' `order`: entries of `timesteps()` per user-visible step (2 for Heun).
     fn order(&self) -> usize {
         1
+    }
+    /// The k-diffusion sigmas (one more than `timesteps()`, ending at the final sigma) for the schedulers that
+    /// have them; `None` for DDIM, PNDM and LCM.
+    fn sigmas(&self) -> Option<&[f32]> {
+        None
+    }
+}
+
+/// Builds the scheduler for `kind` from a model's scheduler config, ready for `num_inference_steps` steps.
+///
+/// The classes are those diffusers uses for the same names (and the golden fixtures were made with):
+/// ddim -> DDIMScheduler, pndm -> PNDMScheduler, euler -> EulerDiscreteScheduler, euler_a ->
+/// EulerAncestralDiscreteScheduler, heun -> HeunDiscreteScheduler, dpmpp_2m -> DPMSolverMultistepScheduler
+/// (use_karras_sigmas forced off), dpmpp_2m_karras -> the same with use_karras_sigmas on, unipc ->
+/// UniPCMultistepScheduler, lcm -> LCMScheduler.
+pub fn build_scheduler(
+    kind: SamplerKind,
+    config: &SchedulerConfig,
+    num_inference_steps: usize,
+) -> Result<Box<dyn Scheduler>> {
+    if num_inference_steps == 0 {
+        return Err(CoreError::InvalidInput(
+            "the number of steps must be at least 1".into(),
+        ));
+    }
+    let n = num_inference_steps;
+    Ok(match kind {
+        SamplerKind::Ddim => Box::new(Ddim::new(config, n)?),
+        SamplerKind::Pndm => Box::new(Pndm::new(config, n)?),
+        SamplerKind::Euler => Box::new(EulerDiscrete::new(config, n)?),
+        SamplerKind::EulerAncestral => Box::new(EulerAncestral::new(config, n)?),
+        SamplerKind::Heun => Box::new(Heun::new(config, n)?),
+        SamplerKind::DpmPp2M => Box::new(DpmSolverMultistep::new(config, n, false)?),
+        SamplerKind::DpmPp2MKarras => Box::new(DpmSolverMultistep::new(config, n, true)?),
+        SamplerKind::UniPc => Box::new(UniPcMultistep::new(config, n)?),
+        SamplerKind::Lcm => Box::new(Lcm::new(config, n)?),
+    })
+}
+
+/// A scheduler's position in its `timesteps()` (diffusers' `_step_index`, started by `set_begin_index`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct StepCursor {
+    index: usize,
+    begin: usize,
+}
+
+impl StepCursor {
+    /// The current index, or an error once the loop has run past the last timestep.
+    pub(crate) fn index(&self, len: usize) -> Result<usize> {
+        if self.index < len {
+            Ok(self.index)
+        } else {
+            Err(CoreError::InvalidInput(format!(
+                "scheduler stepped past its last timestep (index {} of {len})",
+                self.index
+            )))
+        }
+    }
+
+    pub(crate) fn advance(&mut self) {
+        self.index += 1;
+    }
+
+    pub(crate) fn begin_at(&mut self, index: usize) {
+        self.index = index;
+        self.begin = index;
+    }
+
+    pub(crate) fn begin(&self) -> usize {
+        self.begin
+    }
+
+    pub(crate) fn out_of_range(&self, index: usize) -> CoreError {
+        CoreError::InvalidInput(format!(
+            "timestep index {index} is past the end of the schedule"
+        ))
     }
 }

@@ -1,0 +1,552 @@
+//! `UNet2DConditionModel` as diffusers defines it, built entirely from `unet/config.json`: block types,
+//! per-block heads and transformer depths, linear or conv projections, cross-attention width, upcast attention,
+//! 4- or 9-channel inputs, SDXL's `text_time` add-embedding and LCM's timestep condition.
+
+mod blocks;
+pub mod embeddings;
+
+use std::path::Path;
+
+use candle_core::{Module, Tensor};
+use candle_nn::{conv2d, group_norm, Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
+use serde::Deserialize;
+
+use self::blocks::{DownBlock, DownBlockSpec, MidBlock, UpBlock, UpBlockSpec};
+use self::embeddings::{timestep_features, TimestepEmbedding};
+use crate::models::attention::TransformerSpec;
+use crate::models::config::PerBlock;
+use crate::models::resnet::ResnetSpec;
+use crate::{CoreError, Result};
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct UNetConfig {
+    #[serde(default = "d_four")]
+    pub in_channels: usize,
+    #[serde(default = "d_four")]
+    pub out_channels: usize,
+    #[serde(default)]
+    pub sample_size: Option<usize>,
+    #[serde(default)]
+    pub center_input_sample: bool,
+    #[serde(default = "d_true")]
+    pub flip_sin_to_cos: bool,
+    #[serde(default)]
+    pub freq_shift: f64,
+    pub down_block_types: Vec<String>,
+    #[serde(default = "d_mid")]
+    pub mid_block_type: Option<String>,
+    pub up_block_types: Vec<String>,
+    #[serde(default = "d_false_per_block")]
+    pub only_cross_attention: PerBlock<bool>,
+    pub block_out_channels: Vec<usize>,
+    #[serde(default = "d_two_per_block")]
+    pub layers_per_block: PerBlock<usize>,
+    #[serde(default = "d_one")]
+    pub downsample_padding: usize,
+    #[serde(default = "d_one_f")]
+    pub mid_block_scale_factor: f64,
+    #[serde(default = "d_silu")]
+    pub act_fn: String,
+    #[serde(default = "d_groups")]
+    pub norm_num_groups: usize,
+    #[serde(default = "d_eps")]
+    pub norm_eps: f64,
+    #[serde(default = "d_cross")]
+    pub cross_attention_dim: PerBlock<usize>,
+    #[serde(default = "d_one_per_block")]
+    pub transformer_layers_per_block: PerBlock<usize>,
+    #[serde(default)]
+    pub reverse_transformer_layers_per_block: Option<Vec<usize>>,
+    #[serde(default = "d_heads")]
+    pub attention_head_dim: PerBlock<usize>,
+    #[serde(default)]
+    pub num_attention_heads: Option<PerBlock<usize>>,
+    #[serde(default)]
+    pub use_linear_projection: bool,
+    #[serde(default)]
+    pub upcast_attention: bool,
+    #[serde(default)]
+    pub class_embed_type: Option<String>,
+    #[serde(default)]
+    pub num_class_embeds: Option<usize>,
+    #[serde(default)]
+    pub addition_embed_type: Option<String>,
+    #[serde(default)]
+    pub addition_time_embed_dim: Option<usize>,
+    #[serde(default)]
+    pub projection_class_embeddings_input_dim: Option<usize>,
+    #[serde(default = "d_default")]
+    pub resnet_time_scale_shift: String,
+    #[serde(default = "d_positional")]
+    pub time_embedding_type: String,
+    #[serde(default)]
+    pub time_embedding_dim: Option<usize>,
+    #[serde(default)]
+    pub time_cond_proj_dim: Option<usize>,
+    #[serde(default = "d_three")]
+    pub conv_in_kernel: usize,
+    #[serde(default = "d_three")]
+    pub conv_out_kernel: usize,
+    #[serde(default)]
+    pub encoder_hid_dim: Option<usize>,
+    #[serde(default)]
+    pub dual_cross_attention: bool,
+    #[serde(default)]
+    pub attention_type: Option<String>,
+    #[serde(default)]
+    pub cross_attention_norm: Option<String>,
+    #[serde(default)]
+    pub time_embedding_act_fn: Option<String>,
+    #[serde(default)]
+    pub timestep_post_act: Option<String>,
+    #[serde(default)]
+    pub class_embeddings_concat: bool,
+    #[serde(default)]
+    pub resnet_skip_time_act: bool,
+    #[serde(default)]
+    pub resnet_out_scale_factor: Option<f64>,
+}
+
+fn d_four() -> usize {
+    4
+}
+fn d_true() -> bool {
+    true
+}
+fn d_mid() -> Option<String> {
+    Some("UNetMidBlock2DCrossAttn".into())
+}
+fn d_false_per_block() -> PerBlock<bool> {
+    PerBlock::One(false)
+}
+fn d_two_per_block() -> PerBlock<usize> {
+    PerBlock::One(2)
+}
+fn d_one_per_block() -> PerBlock<usize> {
+    PerBlock::One(1)
+}
+fn d_one() -> usize {
+    1
+}
+fn d_one_f() -> f64 {
+    1.0
+}
+fn d_silu() -> String {
+    "silu".into()
+}
+fn d_groups() -> usize {
+    32
+}
+fn d_eps() -> f64 {
+    1e-5
+}
+fn d_cross() -> PerBlock<usize> {
+    PerBlock::One(1280)
+}
+fn d_heads() -> PerBlock<usize> {
+    PerBlock::One(8)
+}
+fn d_default() -> String {
+    "default".into()
+}
+fn d_positional() -> String {
+    "positional".into()
+}
+fn d_three() -> usize {
+    3
+}
+
+/// Extra conditioning SDXL's UNet needs (`added_cond_kwargs`).
+pub struct AddedConditions<'a> {
+    /// Pooled text embeddings `[batch, pooled_dim]`.
+    pub text_embeds: &'a Tensor,
+    /// `[batch, 6]`: original size, crop top-left, target size.
+    pub time_ids: &'a Tensor,
+}
+
+struct AddEmbedding {
+    time_dim: usize,
+    embedding: TimestepEmbedding,
+}
+
+pub struct UNet {
+    config: UNetConfig,
+    time_embedding: TimestepEmbedding,
+    add_embedding: Option<AddEmbedding>,
+    conv_in: Conv2d,
+    down: Vec<DownBlock>,
+    mid: Option<MidBlock>,
+    up: Vec<UpBlock>,
+    norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+/// Per-block settings after expanding scalars, with the reasons for rejection naming the config file.
+struct Expanded {
+    heads: Vec<usize>,
+    layers: Vec<usize>,
+    cross: Vec<usize>,
+    depth: Vec<usize>,
+    only_cross: Vec<bool>,
+}
+
+impl Expanded {
+    fn new(c: &UNetConfig, path: &Path) -> Result<Self> {
+        let n = c.block_out_channels.len();
+        let bad = |field: &str| {
+            CoreError::config(
+                path,
+                format!("`{field}` must be one value or a list of {n}"),
+            )
+        };
+        let heads_cfg = c
+            .num_attention_heads
+            .clone()
+            .unwrap_or_else(|| c.attention_head_dim.clone());
+        Ok(Self {
+            heads: heads_cfg
+                .expand(n)
+                .ok_or_else(|| bad("attention_head_dim"))?,
+            layers: c
+                .layers_per_block
+                .expand(n)
+                .ok_or_else(|| bad("layers_per_block"))?,
+            cross: c
+                .cross_attention_dim
+                .expand(n)
+                .ok_or_else(|| bad("cross_attention_dim"))?,
+            depth: c
+                .transformer_layers_per_block
+                .expand(n)
+                .ok_or_else(|| bad("transformer_layers_per_block"))?,
+            only_cross: c
+                .only_cross_attention
+                .expand(n)
+                .ok_or_else(|| bad("only_cross_attention"))?,
+        })
+    }
+}
+
+impl UNet {
+    /// Builds the network; `config_path` is only used to name the file in errors.
+    pub fn new(vb: VarBuilder, config: UNetConfig, config_path: &Path) -> Result<Self> {
+        let c = &config;
+        check_supported(c, config_path)?;
+        let n = c.block_out_channels.len();
+        if c.down_block_types.len() != n || c.up_block_types.len() != n {
+            return Err(CoreError::config(
+                config_path,
+                "down/up block types must match block_out_channels",
+            ));
+        }
+        let e = Expanded::new(c, config_path)?;
+        let ch0 = c.block_out_channels[0];
+        let time_dim = c.time_embedding_dim.unwrap_or(ch0 * 4);
+        let time_embedding =
+            TimestepEmbedding::new(vb.pp("time_embedding"), ch0, time_dim, c.time_cond_proj_dim)?;
+        let add_embedding = match c.addition_embed_type.as_deref() {
+            None => None,
+            Some("text_time") => {
+                let (Some(time_dim_add), Some(input)) = (
+                    c.addition_time_embed_dim,
+                    c.projection_class_embeddings_input_dim,
+                ) else {
+                    return Err(CoreError::config(
+                        config_path,
+                        "addition_embed_type text_time needs addition_time_embed_dim and projection_class_embeddings_input_dim",
+                    ));
+                };
+                Some(AddEmbedding {
+                    time_dim: time_dim_add,
+                    embedding: TimestepEmbedding::new(
+                        vb.pp("add_embedding"),
+                        input,
+                        time_dim,
+                        None,
+                    )?,
+                })
+            }
+            Some(other) => {
+                return Err(CoreError::config(
+                    config_path,
+                    format!("unsupported addition_embed_type `{other}`"),
+                ))
+            }
+        };
+        let conv_in_cfg = Conv2dConfig {
+            padding: c.conv_in_kernel / 2,
+            ..Default::default()
+        };
+        let conv_in = conv2d(
+            c.in_channels,
+            ch0,
+            c.conv_in_kernel,
+            conv_in_cfg,
+            vb.pp("conv_in"),
+        )?;
+        let resnet = ResnetSpec {
+            groups: c.norm_num_groups,
+            eps: c.norm_eps,
+            temb_channels: Some(time_dim),
+            output_scale_factor: 1.0,
+        };
+        let transformer = |i: usize, heads: usize, depth: usize| TransformerSpec {
+            heads,
+            layers: depth,
+            context_dim: e.cross[i],
+            groups: c.norm_num_groups,
+            linear_projection: c.use_linear_projection,
+            upcast: c.upcast_attention,
+            only_cross_attention: e.only_cross[i],
+        };
+
+        let mut down = Vec::with_capacity(n);
+        for (i, kind) in c.down_block_types.iter().enumerate() {
+            let with_attention = match kind.as_str() {
+                "CrossAttnDownBlock2D" => true,
+                "DownBlock2D" => false,
+                other => {
+                    return Err(CoreError::config(
+                        config_path,
+                        format!("unsupported down block type `{other}`"),
+                    ))
+                }
+            };
+            let spec = DownBlockSpec {
+                in_ch: if i == 0 {
+                    ch0
+                } else {
+                    c.block_out_channels[i - 1]
+                },
+                out_ch: c.block_out_channels[i],
+                layers: e.layers[i],
+                resnet: &resnet,
+                transformer: with_attention.then(|| transformer(i, e.heads[i], e.depth[i])),
+                downsample: i + 1 < n,
+                downsample_padding: c.downsample_padding,
+            };
+            down.push(DownBlock::new(vb.pp(format!("down_blocks.{i}")), &spec)?);
+        }
+
+        let last = n - 1;
+        let mid = match c.mid_block_type.as_deref() {
+            Some("UNetMidBlock2DCrossAttn") => {
+                let mid_resnet = ResnetSpec {
+                    output_scale_factor: c.mid_block_scale_factor,
+                    ..resnet.clone()
+                };
+                let spec = transformer(last, e.heads[last], e.depth[last]);
+                Some(MidBlock::new(
+                    vb.pp("mid_block"),
+                    c.block_out_channels[last],
+                    &mid_resnet,
+                    &spec,
+                    1,
+                )?)
+            }
+            None => None,
+            Some(other) => {
+                return Err(CoreError::config(
+                    config_path,
+                    format!("unsupported mid block type `{other}`"),
+                ))
+            }
+        };
+
+        let rev = |v: &Vec<usize>| v.iter().rev().copied().collect::<Vec<_>>();
+        let rev_channels = rev(&c.block_out_channels);
+        let rev_heads = rev(&e.heads);
+        let rev_layers = rev(&e.layers);
+        let rev_depth = c
+            .reverse_transformer_layers_per_block
+            .clone()
+            .unwrap_or_else(|| rev(&e.depth));
+        if rev_depth.len() != n {
+            return Err(CoreError::config(
+                config_path,
+                "reverse_transformer_layers_per_block has the wrong length",
+            ));
+        }
+        let mut up = Vec::with_capacity(n);
+        let mut prev_out = rev_channels[0];
+        for (i, kind) in c.up_block_types.iter().enumerate() {
+            let with_attention = match kind.as_str() {
+                "CrossAttnUpBlock2D" => true,
+                "UpBlock2D" => false,
+                other => {
+                    return Err(CoreError::config(
+                        config_path,
+                        format!("unsupported up block type `{other}`"),
+                    ))
+                }
+            };
+            let block_index = last - i;
+            let spec = UpBlockSpec {
+                prev_out_ch: prev_out,
+                out_ch: rev_channels[i],
+                skip_in_ch: rev_channels[(i + 1).min(last)],
+                layers: rev_layers[i] + 1,
+                resnet: &resnet,
+                transformer: with_attention.then(|| TransformerSpec {
+                    only_cross_attention: e.only_cross[block_index],
+                    ..transformer(block_index, rev_heads[i], rev_depth[i])
+                }),
+                upsample: i < last,
+            };
+            up.push(UpBlock::new(vb.pp(format!("up_blocks.{i}")), &spec)?);
+            prev_out = rev_channels[i];
+        }
+        let conv_out_cfg = Conv2dConfig {
+            padding: c.conv_out_kernel / 2,
+            ..Default::default()
+        };
+        Ok(Self {
+            time_embedding,
+            add_embedding,
+            conv_in,
+            down,
+            mid,
+            up,
+            norm_out: group_norm(c.norm_num_groups, ch0, c.norm_eps, vb.pp("conv_norm_out"))?,
+            conv_out: conv2d(
+                ch0,
+                c.out_channels,
+                c.conv_out_kernel,
+                conv_out_cfg,
+                vb.pp("conv_out"),
+            )?,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &UNetConfig {
+        &self.config
+    }
+
+    /// One denoising evaluation. `timestep` is shared by the batch; `context` is `[batch, tokens, cross_dim]`.
+    pub fn forward(
+        &self,
+        sample: &Tensor,
+        timestep: f64,
+        context: &Tensor,
+        added: Option<&AddedConditions>,
+        timestep_cond: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let batch = sample.dim(0)?;
+        let dtype = sample.dtype();
+        let device = sample.device();
+        let c = &self.config;
+        let sample = if c.center_input_sample {
+            ((sample * 2.0)? - 1.0)?
+        } else {
+            sample.clone()
+        };
+
+        let features = timestep_features(
+            &vec![timestep; batch],
+            c.block_out_channels[0],
+            c.flip_sin_to_cos,
+            c.freq_shift,
+            device,
+        )?
+        .to_dtype(dtype)?;
+        let mut emb = self.time_embedding.forward(&features, timestep_cond)?;
+        if let Some(add) = &self.add_embedding {
+            let Some(added) = added else {
+                return Err(CoreError::InvalidInput(
+                    "this UNet needs pooled text embeddings and time ids (SDXL)".into(),
+                ));
+            };
+            let ids: Vec<f64> = added
+                .time_ids
+                .to_dtype(candle_core::DType::F64)?
+                .flatten_all()?
+                .to_vec1()?;
+            let time_feats =
+                timestep_features(&ids, add.time_dim, c.flip_sin_to_cos, c.freq_shift, device)?
+                    .reshape((batch, ()))?
+                    .to_dtype(dtype)?;
+            let add_input = Tensor::cat(&[&added.text_embeds.to_dtype(dtype)?, &time_feats], 1)?;
+            emb = (emb + add.embedding.forward(&add_input, None)?)?;
+        }
+
+        let mut x = self.conv_in.forward(&sample)?;
+        let mut skips = vec![x.clone()];
+        for block in &self.down {
+            let (out, block_skips) = block.forward(&x, &emb, context)?;
+            x = out;
+            skips.extend(block_skips);
+        }
+        if let Some(mid) = &self.mid {
+            x = mid.forward(&x, &emb, context)?;
+        }
+        for block in &self.up {
+            let keep = skips.len().saturating_sub(block.num_skips());
+            let target = keep
+                .checked_sub(1)
+                .and_then(|k| skips.get(k))
+                .map(|s| s.dims4())
+                .transpose()?
+                .map(|(_, _, h, w)| (h, w));
+            x = block.forward(&x, &mut skips, &emb, context, target)?;
+        }
+        let x = candle_nn::ops::silu(&self.norm_out.forward(&x)?)?;
+        Ok(self.conv_out.forward(&x)?)
+    }
+}
+
+fn check_supported(c: &UNetConfig, path: &Path) -> Result<()> {
+    let unsupported = |what: String| {
+        Err(CoreError::config(
+            path,
+            format!("unsupported UNet setting: {what}"),
+        ))
+    };
+    if c.act_fn != "silu" {
+        return unsupported(format!("act_fn `{}`", c.act_fn));
+    }
+    if c.resnet_time_scale_shift != "default" {
+        return unsupported(format!(
+            "resnet_time_scale_shift `{}`",
+            c.resnet_time_scale_shift
+        ));
+    }
+    if c.time_embedding_type != "positional" {
+        return unsupported(format!("time_embedding_type `{}`", c.time_embedding_type));
+    }
+    if let Some(kind) = &c.class_embed_type {
+        return unsupported(format!("class_embed_type `{kind}`"));
+    }
+    if c.num_class_embeds.is_some() {
+        return unsupported("num_class_embeds".into());
+    }
+    if c.encoder_hid_dim.is_some() {
+        return unsupported("encoder_hid_dim".into());
+    }
+    if c.dual_cross_attention {
+        return unsupported("dual_cross_attention".into());
+    }
+    if let Some(kind) = c.attention_type.as_deref().filter(|k| *k != "default") {
+        return unsupported(format!("attention_type `{kind}`"));
+    }
+    if let Some(norm) = &c.cross_attention_norm {
+        return unsupported(format!("cross_attention_norm `{norm}`"));
+    }
+    if let Some(act) = c
+        .time_embedding_act_fn
+        .as_ref()
+        .or(c.timestep_post_act.as_ref())
+    {
+        return unsupported(format!("time embedding activation `{act}`"));
+    }
+    if c.class_embeddings_concat || c.resnet_skip_time_act {
+        return unsupported("class_embeddings_concat / resnet_skip_time_act".into());
+    }
+    if c.resnet_out_scale_factor.is_some_and(|f| f != 1.0) {
+        return unsupported("resnet_out_scale_factor other than 1".into());
+    }
+    if c.block_out_channels.is_empty() {
+        return unsupported("empty block_out_channels".into());
+    }
+    Ok(())
+}

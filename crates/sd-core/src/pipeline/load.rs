@@ -1,0 +1,209 @@
+//! Loading a pipeline: resolve the folder, read every config, build the networks on the chosen device/dtype,
+//! and work out the model's family and defaults.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::{DType, Device};
+
+use super::preview::LatentPreviewer;
+use super::{DTypeSpec, LoadOptions, ModelInfo};
+use crate::loader::components::{load_text_encoder, load_unet, load_vae};
+use crate::loader::weights::WeightFiles;
+use crate::loader::ModelFolder;
+use crate::models::clip::{ClipTextConfig, ClipTextModel};
+use crate::models::config::read_json;
+use crate::models::unet::{UNet, UNetConfig};
+use crate::models::vae::{AutoencoderKl, VaeConfig};
+use crate::schedulers::{SamplerKind, SchedulerConfig};
+use crate::tokenizer::ClipTokenizer;
+use crate::{CoreError, Result};
+
+/// A loaded model, owned by one thread.
+pub struct Pipeline {
+    pub(super) folder: ModelFolder,
+    pub(super) device: Device,
+    pub(super) dtype: DType,
+    /// The VAE runs in f32 when its config says it overflows in half precision (`force_upcast`).
+    pub(super) vae_dtype: DType,
+    pub(super) tokenizer: ClipTokenizer,
+    pub(super) text_encoder: ClipTextModel,
+    /// SDXL's OpenCLIP bigG tokenizer and encoder (with projection): pooled embeddings come from it.
+    pub(super) second_text: Option<(ClipTokenizer, ClipTextModel)>,
+    /// SDXL: an empty negative prompt conditions on zeros rather than on the encoding of "".
+    pub(super) force_zeros_for_empty_prompt: bool,
+    pub(super) unet: UNet,
+    pub(super) vae: AutoencoderKl,
+    pub(super) scheduler_config: SchedulerConfig,
+    pub(super) default_sampler: SamplerKind,
+    pub(super) previewer: LatentPreviewer,
+    pub(super) info: ModelInfo,
+    /// Weight files per component, kept to report unused tensors.
+    weights: Vec<(String, Arc<WeightFiles>)>,
+}
+
+fn config_path(folder: &ModelFolder, component: &str, file: &str) -> Result<std::path::PathBuf> {
+    let path = folder.component(component).join(file);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(CoreError::file(&path, "is missing"))
+    }
+}
+
+impl Pipeline {
+    /// Loads a diffusers folder or a hub id (`org/name`, from the hub cache or, with a network, the hub).
+    pub fn load(model: &str, options: &LoadOptions) -> Result<Self> {
+        let folder = ModelFolder::resolve(model, options.variant.as_deref(), &options.hub)?;
+        let device = options.device.open()?;
+        let dtype = options.dtype.dtype();
+        if device.is_cpu() && options.dtype != DTypeSpec::F32 {
+            tracing::warn!("half precision on the CPU is slow and imprecise; f32 is recommended");
+        }
+        let variant = options.variant.as_deref();
+
+        let tokenizer = ClipTokenizer::from_dir(&folder.component("tokenizer"))?;
+
+        let te_config: ClipTextConfig =
+            read_json(&config_path(&folder, "text_encoder", "config.json")?)?;
+        let text_encoder =
+            load_text_encoder(&folder.component("text_encoder"), dtype, &device, variant)?;
+        let second = if folder.index.has("text_encoder_2") {
+            let tokenizer_dir = if folder.component("tokenizer_2").is_dir() {
+                "tokenizer_2"
+            } else {
+                "tokenizer"
+            };
+            let tokenizer_2 = ClipTokenizer::from_dir(&folder.component(tokenizer_dir))?;
+            let encoder_2 =
+                load_text_encoder(&folder.component("text_encoder_2"), dtype, &device, variant)?;
+            Some((tokenizer_2, encoder_2))
+        } else {
+            None
+        };
+        let unet_config: UNetConfig = read_json(&config_path(&folder, "unet", "config.json")?)?;
+        let unet = load_unet(&folder.component("unet"), dtype, &device, variant)?;
+        let vae_config: VaeConfig = read_json(&config_path(&folder, "vae", "config.json")?)?;
+        let vae_dtype = if vae_config.force_upcast && dtype == DType::F16 {
+            DType::F32
+        } else {
+            dtype
+        };
+        let vae = load_vae(&folder.component("vae"), vae_dtype, &device, variant)?;
+
+        let scheduler_config = SchedulerConfig::from_file(&config_path(
+            &folder,
+            "scheduler",
+            "scheduler_config.json",
+        )?)?;
+        let default_sampler =
+            SamplerKind::from_config(&scheduler_config).unwrap_or(SamplerKind::Euler);
+
+        let family = detect_family(&te_config, &unet_config);
+        let force_zeros_for_empty_prompt = folder
+            .index
+            .force_zeros_for_empty_prompt
+            .unwrap_or(family == "sdxl");
+        let turbo = scheduler_config.timestep_spacing.as_deref() == Some("trailing");
+        let size_multiple = vae_config.downscale_factor();
+        let default_side = unet_config
+            .sample_size
+            .map(|s| s * size_multiple)
+            .unwrap_or(512);
+        let info = ModelInfo {
+            model: folder.reference.clone(),
+            family: family.to_string(),
+            prediction_type: scheduler_config
+                .prediction_type
+                .clone()
+                .unwrap_or_else(|| "epsilon".into()),
+            device: options.device.to_string(),
+            dtype: options.dtype.name().to_string(),
+            default_width: default_side,
+            default_height: default_side,
+            // Turbo/distilled models (trailing timestep spacing) are meant for 1-4 steps without guidance.
+            default_steps: if turbo { 1 } else { 20 },
+            default_guidance: if turbo { 0.0 } else { 7.5 },
+            default_sampler: default_sampler.name().to_string(),
+            size_multiple,
+            inpainting: unet_config.in_channels == 9,
+        };
+        tracing::info!(model = %info.model, family, device = %info.device, dtype = %info.dtype, "model loaded");
+        Ok(Self {
+            previewer: LatentPreviewer::for_family(family, vae_config.latent_channels),
+            weights: [
+                Some(("text_encoder".to_string(), text_encoder.weights)),
+                second
+                    .as_ref()
+                    .map(|(_, e)| ("text_encoder_2".to_string(), e.weights.clone())),
+                Some(("unet".into(), unet.weights)),
+                Some(("vae".into(), vae.weights)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            second_text: second.map(|(t, e)| (t, e.model)),
+            force_zeros_for_empty_prompt,
+            folder,
+            device,
+            dtype,
+            vae_dtype,
+            tokenizer,
+            text_encoder: text_encoder.model,
+            unet: unet.model,
+            vae: vae.model,
+            scheduler_config,
+            default_sampler,
+            info,
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn unet(&self) -> &UNet {
+        &self.unet
+    }
+
+    pub fn vae(&self) -> &AutoencoderKl {
+        &self.vae
+    }
+
+    pub fn text_encoder(&self) -> &ClipTextModel {
+        &self.text_encoder
+    }
+
+    pub fn tokenizer(&self) -> &ClipTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.folder.root
+    }
+
+    /// Tensors present in the weight files that the networks did not consume, per component.
+    pub fn unused_tensors(&self) -> Vec<(String, Vec<String>)> {
+        self.weights
+            .iter()
+            .map(|(name, w)| (name.clone(), w.unused()))
+            .filter(|(_, u)| !u.is_empty())
+            .collect()
+    }
+}
+
+/// The family, from what the configs say the networks are (not from names).
+fn detect_family(te: &ClipTextConfig, unet: &UNetConfig) -> &'static str {
+    if unet.addition_embed_type.as_deref() == Some("text_time") {
+        "sdxl"
+    } else if te.hidden_act == "gelu" {
+        // OpenCLIP ViT-H text encoders (SD 2.x) use exact GELU; OpenAI CLIP ViT-L (SD 1.x) uses quick GELU.
+        "sd2"
+    } else {
+        "sd1"
+    }
+}

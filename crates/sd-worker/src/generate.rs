@@ -1,0 +1,172 @@
+//! `sd-worker generate`: one request from the command line, with a progress bar, written to PNG files.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use sd_core::loader::hub::HubOptions;
+use sd_core::pipeline::{
+    DTypeSpec, DeviceSpec, GenerateRequest, InitImage, LoadOptions, Pipeline, StepControl,
+};
+use sd_core::schedulers::SamplerKind;
+
+use crate::cli::{GenerateArgs, ModelArgs};
+
+pub fn load_options(model: &ModelArgs) -> anyhow::Result<LoadOptions> {
+    let device = DeviceSpec::parse(&model.device)?;
+    let dtype = match &model.dtype {
+        Some(d) => DTypeSpec::parse(d)?,
+        None => DTypeSpec::default_for(&device),
+    };
+    Ok(LoadOptions {
+        device,
+        dtype,
+        variant: model.variant.clone(),
+        hub: HubOptions {
+            cache_dir: model.hf_cache.clone(),
+            offline: model.offline,
+        },
+    })
+}
+
+/// Output path of image `index`: the given name for the first, `NAME-i.EXT` for the others.
+pub fn output_path(out: &Path, index: usize) -> PathBuf {
+    if index == 0 {
+        return out.to_path_buf();
+    }
+    let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
+    let ext = out.extension().and_then(|s| s.to_str()).unwrap_or("png");
+    out.with_file_name(format!("{stem}-{index}.{ext}"))
+}
+
+fn load_init(args: &GenerateArgs) -> anyhow::Result<Option<InitImage>> {
+    let Some(path) = &args.init_image else {
+        if args.mask.is_some() {
+            bail!("--mask needs --init-image");
+        }
+        return Ok(None);
+    };
+    let image = image::open(path)
+        .with_context(|| format!("cannot read --init-image {}", path.display()))?
+        .to_rgb8();
+    let mask = match &args.mask {
+        Some(m) => {
+            let mask = sd_core::pipeline::img2img::mask_from_image(
+                &image::open(m).with_context(|| format!("cannot read --mask {}", m.display()))?,
+            );
+            Some(sd_core::pipeline::img2img::blur_mask(&mask, args.mask_blur))
+        }
+        None => None,
+    };
+    let strength = args
+        .strength
+        .unwrap_or(if mask.is_some() { 1.0 } else { 0.8 });
+    Ok(Some(InitImage {
+        image,
+        strength,
+        mask,
+        preserve_unmasked: args.preserve_unmasked,
+    }))
+}
+
+pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    let options = load_options(&args.model)?;
+    let sampler = args
+        .sampler
+        .as_deref()
+        .map(SamplerKind::parse)
+        .transpose()?;
+    let init = load_init(&args)?;
+    let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", args.model.model));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let pipeline = Pipeline::load(&args.model.model, &options)?;
+    spinner.finish_and_clear();
+    let info = pipeline.info().clone();
+    let (mut width, mut height) = (
+        args.width.unwrap_or(info.default_width),
+        args.height.unwrap_or(info.default_height),
+    );
+    if let (Some(init), None, None) = (&init, args.width, args.height) {
+        // Without an explicit size, img2img keeps the input's size, rounded down to what the VAE accepts.
+        let m = info.size_multiple;
+        width = (init.image.width() as usize / m).max(1) * m;
+        height = (init.image.height() as usize / m).max(1) * m;
+    }
+    let seed = args.seed.unwrap_or_else(rand_seed);
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let request = GenerateRequest {
+        prompt: args.prompt.clone(),
+        negative_prompt: args.negative_prompt.clone(),
+        steps: args.steps.unwrap_or(info.default_steps),
+        guidance_scale: args.guidance.unwrap_or(info.default_guidance),
+        width,
+        height,
+        sampler,
+        seeds: (0..args.batch as u64)
+            .map(|i| seed.wrapping_add(i))
+            .collect(),
+        clip_skip: args.clip_skip,
+        init,
+        size_conditioning: Default::default(),
+    };
+    let bar = ProgressBar::new(request.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {pos}/{len} steps, {elapsed} elapsed, eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message("denoising");
+    let output = pipeline.generate(&request, &mut |event| {
+        bar.set_length(event.total as u64);
+        bar.set_position(event.step as u64);
+        StepControl::Continue
+    })?;
+    bar.finish_and_clear();
+    for (i, image) in output.images.iter().enumerate() {
+        let path = output_path(&args.out, i);
+        image
+            .save(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        tracing::info!(path = %path.display(), seed = output.seeds[i], "wrote image");
+    }
+    tracing::info!(
+        total_ms = output.timings.total_ms,
+        denoise_ms = output.timings.denoise_ms,
+        decode_ms = output.timings.decode_ms,
+        "done"
+    );
+    Ok(())
+}
+
+fn rand_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    // Keep seeds within 32 bits, as A1111 and most UIs show them.
+    h.finish() & 0xffff_ffff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_outputs_get_numbered_names() {
+        assert_eq!(
+            output_path(Path::new("a/cat.png"), 0),
+            PathBuf::from("a/cat.png")
+        );
+        assert_eq!(
+            output_path(Path::new("a/cat.png"), 2),
+            PathBuf::from("a/cat-2.png")
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! `sd-worker generate` end to end: the real binary on the tiny fixture model reproduces diffusers' golden
+//! images (within 2/255) for text-to-image, batches, img2img and inpainting, and fails clearly on bad input.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on broken fixtures
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn golden_case(name: &str) -> serde_json::Value {
+    let cases: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("golden/tiny-sd1/cases.json")).unwrap(),
+    )
+    .unwrap();
+    cases["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no case {name}"))
+}
+
+fn generate(args: &[&str], out: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sd-worker"))
+        .arg("generate")
+        .arg("--model")
+        .arg(fixtures().join("models/tiny-sd1"))
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .env("SD_LOG", "warn")
+        .output()
+        .expect("run sd-worker")
+}
+
+fn case_args(case: &serde_json::Value) -> Vec<String> {
+    let mut args = vec![
+        "--prompt".into(),
+        case["prompt"].as_str().unwrap().to_string(),
+        "--negative-prompt".into(),
+        case["negative_prompt"].as_str().unwrap_or("").to_string(),
+        "--steps".into(),
+        case["steps"].to_string(),
+        "--guidance".into(),
+        case["guidance_scale"].to_string(),
+        "--width".into(),
+        case["width"].to_string(),
+        "--height".into(),
+        case["height"].to_string(),
+        "--seed".into(),
+        case["seeds"][0].to_string(),
+        "--batch".into(),
+        case["seeds"].as_array().unwrap().len().to_string(),
+    ];
+    if case["sampler"] != "default" {
+        args.push("--sampler".into());
+        args.push(case["sampler"].as_str().unwrap().to_string());
+    }
+    if let Some(strength) = case["strength"].as_f64() {
+        args.push("--strength".into());
+        args.push(strength.to_string());
+        args.push("--init-image".into());
+        args.push(fixtures().join("golden/init.png").display().to_string());
+        if case["pipeline"] == "inpaint" {
+            args.push("--mask".into());
+            args.push(fixtures().join("golden/mask.png").display().to_string());
+        }
+    }
+    args
+}
+
+fn max_diff(a: &Path, b: &Path) -> u8 {
+    let a = image::open(a).unwrap().to_rgb8();
+    let b = image::open(b).unwrap().to_rgb8();
+    assert_eq!(a.dimensions(), b.dimensions());
+    a.as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
+}
+
+fn check_case(name: &str) {
+    let case = golden_case(name);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out.png");
+    let args = case_args(&case);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = generate(&args, &out);
+    assert!(
+        result.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let golden = fixtures()
+        .join("golden/tiny-sd1")
+        .join(case["png"].as_str().unwrap());
+    let diff = max_diff(&out, &golden);
+    assert!(
+        diff <= 2,
+        "{name}: CLI output differs from diffusers by {diff}/255"
+    );
+}
+
+#[test]
+fn generate_reproduces_diffusers_text_to_image() {
+    check_case("txt2img_ddim");
+    check_case("txt2img_euler_a");
+}
+
+#[test]
+fn generate_writes_every_image_of_a_batch() {
+    let case = golden_case("txt2img_batch2");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("batch.png");
+    let args = case_args(&case);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = generate(&args, &out);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(out.is_file());
+    assert!(
+        tmp.path().join("batch-1.png").is_file(),
+        "second image of the batch"
+    );
+    assert!(max_diff(&out, &fixtures().join("golden/tiny-sd1/txt2img_batch2.png")) <= 2);
+}
+
+#[test]
+fn generate_reproduces_diffusers_img2img_and_inpainting() {
+    check_case("img2img_ddim_s75");
+    check_case("inpaint_ddim_s100");
+}
+
+#[test]
+fn generate_fails_clearly_on_a_bad_model_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let result = Command::new(env!("CARGO_BIN_EXE_sd-worker"))
+        .args([
+            "generate",
+            "--model",
+            "/nonexistent/model",
+            "--prompt",
+            "x",
+            "--out",
+        ])
+        .arg(tmp.path().join("x.png"))
+        .output()
+        .unwrap();
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("/nonexistent/model"), "{stderr}");
+}
+
+#[test]
+fn generate_rejects_a_size_the_vae_cannot_take() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("x.png");
+    let result = generate(
+        &[
+            "--prompt", "x", "--width", "60", "--height", "64", "--steps", "1",
+        ],
+        &out,
+    );
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("multiples of 8"), "{stderr}");
+}
