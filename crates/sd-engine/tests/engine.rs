@@ -39,6 +39,7 @@ fn request(prompt: &str, steps: usize, seeds: Vec<u64>) -> JobRequest {
             seeds,
             clip_skip: 1,
             init: None,
+            size_conditioning: Default::default(),
         },
     }
 }
