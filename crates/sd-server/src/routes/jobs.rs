@@ -1,0 +1,318 @@
+//! The native job API: submit, list, status, stream, image, cancel.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use sd_engine::{
+    CancelError, CancelOutcome, ImageError, JobError, JobSnapshot, JobStatus, JobTimings,
+    Operation, Progress, Readiness, SubmitError,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+use crate::validate::{parse_job_body, validate, JobBody, ValidJob};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/jobs", post(submit).get(list))
+        .route("/v1/jobs/{id}", get(status).delete(cancel))
+        .route("/v1/jobs/{id}/stream", get(stream))
+        .route("/v1/jobs/{id}/images/{index}", get(image))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobAccepted {
+    pub job_id: String,
+    /// `GET` this for Server-Sent Events.
+    pub sse_url: String,
+    pub status_url: String,
+    pub status: JobStatus,
+    /// 1 = starts next.
+    pub position: usize,
+    /// One per image.
+    pub seeds: Vec<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    pub id: String,
+    pub operation: Operation,
+    pub status: JobStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    pub seeds: Vec<u64>,
+    /// RFC 3339.
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<JobResultView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timings: Option<JobTimings>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobResultView {
+    /// URLs of the PNG images, one per seed.
+    pub images: Vec<String>,
+    pub seeds: Vec<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelResponse {
+    pub job_id: String,
+    /// `cancelled` (it was waiting) or `cancelling` (it stops after the current step).
+    pub status: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// At most this many jobs, newest first (default 50, max 1000).
+    pub limit: Option<usize>,
+}
+
+fn rfc3339(time: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+impl From<JobSnapshot> for JobView {
+    fn from(job: JobSnapshot) -> Self {
+        let result = (job.status == JobStatus::Succeeded).then(|| JobResultView {
+            images: (0..job.image_count)
+                .map(|index| format!("/v1/jobs/{}/images/{index}", job.id))
+                .collect(),
+            seeds: job.seeds.clone(),
+        });
+        Self {
+            position: job.position,
+            progress: job.progress,
+            seeds: job.seeds,
+            created_at: rfc3339(job.created_at),
+            started_at: job.started_at.map(rfc3339),
+            finished_at: job.finished_at.map(rfc3339),
+            result,
+            error: job.error,
+            timings: job.timings,
+            operation: job.operation,
+            status: job.status,
+            id: job.id,
+        }
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(content_type) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+pub(crate) fn not_ready(readiness: Readiness) -> ApiError {
+    let reason = match readiness {
+        Readiness::Loading | Readiness::Ready(_) => "loading model".to_owned(),
+        Readiness::Failed(reason) => format!("model failed to load: {reason}"),
+    };
+    ApiError::NotReady { reason }
+}
+
+/// Queue a job.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = JobBody,
+    responses(
+        (status = 202, description = "Queued", body = JobAccepted),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A field is missing or invalid", body = ErrorBody),
+        (status = 429, description = "Queue full; see Retry-After", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds"))),
+        (status = 503, description = "Model loading or shutting down", body = ErrorBody),
+    ))]
+pub async fn submit(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body?;
+    if !is_json(&headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let Some(model) = app.engine.model_info() else {
+        return Err(not_ready(app.engine.readiness()));
+    };
+    let parsed = parse_job_body(&body)?;
+    let limits = app.config.limits.clone();
+    let ValidJob(request) =
+        if parsed.operation == Some(crate::validate::OperationName::ImageGeneration) {
+            validate(parsed, &model, &limits)?
+        } else {
+            // Decoding and resizing input images is CPU work: keep it off the async workers.
+            tokio::task::spawn_blocking(move || validate(parsed, &model, &limits))
+                .await
+                .map_err(|error| ApiError::Internal(format!("validation task failed: {error}")))??
+        };
+    let seeds = request.generate.seeds.clone();
+    let submitted = app.engine.submit(request).map_err(|error| match error {
+        SubmitError::QueueFull { retry_after } => ApiError::QueueFull { retry_after },
+        SubmitError::NotReady => not_ready(app.engine.readiness()),
+        SubmitError::ShuttingDown => ApiError::ShuttingDown,
+    })?;
+    let status_url = format!("/v1/jobs/{}", submitted.id);
+    let accepted = JobAccepted {
+        sse_url: format!("/v1/jobs/{}/stream", submitted.id),
+        status_url: status_url.clone(),
+        job_id: submitted.id,
+        status: JobStatus::Queued,
+        position: submitted.position,
+        seeds,
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, status_url)],
+        Json(accepted),
+    )
+        .into_response())
+}
+
+/// Recent jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery),
+    responses((status = 200, body = JobList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list(
+    State(app): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<JobList>, ApiError> {
+    let Query(query) = query?;
+    let limit = query.limit.unwrap_or(50).min(1000);
+    Ok(Json(JobList {
+        jobs: app
+            .engine
+            .jobs(limit)
+            .into_iter()
+            .map(JobView::from)
+            .collect(),
+    }))
+}
+
+/// A job's status, position, progress, result or error, and timings.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn status(
+    State(app): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<JobView>, ApiError> {
+    let Path(id) = id?;
+    let job = app.engine.job(&id).ok_or_else(|| unknown_job(&id))?;
+    Ok(Json(job.into()))
+}
+
+/// Server-Sent Events: `queued`, `started`, `progress`, `preview`, then `complete`, `error` or `cancelled`,
+/// then `data: [DONE]`. Late subscribers first get the job's current state (a finished job's result).
+#[utoipa::path(get, path = "/v1/jobs/{id}/stream", tag = "jobs", params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "text/event-stream; each `data` is a JobEvent, the last is `[DONE]`",
+            content_type = "text/event-stream", body = sd_engine::JobEvent),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn stream(
+    State(app): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    let subscription = app.engine.subscribe(&id).ok_or_else(|| unknown_job(&id))?;
+    let events = Sse::new(crate::sse::job_events(subscription)).keep_alive(KeepAlive::default());
+    Ok((
+        [
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        events,
+    )
+        .into_response())
+}
+
+/// Image `index` of a succeeded job, as PNG.
+#[utoipa::path(get, path = "/v1/jobs/{id}/images/{index}", tag = "jobs",
+    params(("id" = String, Path), ("index" = usize, Path)),
+    responses(
+        (status = 200, description = "PNG", content_type = "image/png", body = Vec<u8>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The job has not succeeded", body = ErrorBody)))]
+pub async fn image(
+    State(app): State<AppState>,
+    path: Result<Path<(String, usize)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((id, index)) = path?;
+    let png = app.engine.image(&id, index).map_err(|error| match error {
+        ImageError::NotFound => unknown_job(&id),
+        ImageError::NotSucceeded(status) => ApiError::Conflict {
+            code: "job_not_succeeded",
+            message: format!("job {id} has no images: it is {}", status.as_str()),
+        },
+        ImageError::OutOfRange(count) => {
+            ApiError::NotFound(format!("job {id} has {count} images; no image {index}"))
+        }
+    })?;
+    Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+}
+
+/// Cancel: a waiting job at once (200), a running one after its current step (202).
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "Was waiting; now cancelled", body = CancelResponse),
+        (status = 202, description = "Running; stops after the current step", body = CancelResponse),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Already finished", body = ErrorBody)))]
+pub async fn cancel(
+    State(app): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    let outcome = app.engine.cancel(&id).map_err(|error| match error {
+        CancelError::NotFound => unknown_job(&id),
+        CancelError::AlreadyFinished(status) => ApiError::Conflict {
+            code: "job_finished",
+            message: format!("job {id} already finished: it is {}", status.as_str()),
+        },
+    })?;
+    let (code, status) = match outcome {
+        CancelOutcome::Cancelled => (StatusCode::OK, "cancelled"),
+        CancelOutcome::Cancelling => (StatusCode::ACCEPTED, "cancelling"),
+    };
+    Ok((
+        code,
+        Json(CancelResponse {
+            job_id: id,
+            status: status.to_owned(),
+        }),
+    )
+        .into_response())
+}
+
+fn unknown_job(id: &str) -> ApiError {
+    ApiError::JobNotFound(format!("no job {id} (unknown, or its result expired)"))
+}

@@ -1,0 +1,78 @@
+//! Route registration in one place. [`app`] assembles every router onto one axum app that shares one
+//! engine: the native job API and system routes now; OpenAI (`/v1/images/*`), A1111 (`/sdapi/v1/*`) and
+//! the static UI merge in here later, behind the same auth, CORS and error mapping.
+
+pub mod jobs;
+pub mod system;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, Method};
+use axum::middleware::from_fn_with_state;
+use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("invalid CORS origin {0:?}")]
+    CorsOrigin(String),
+}
+
+/// The whole HTTP app.
+pub fn app(state: AppState) -> Result<Router, AppError> {
+    let protected = Router::new()
+        .merge(jobs::routes())
+        .merge(system::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::auth::require_api_key,
+        ));
+    let mut app = Router::new()
+        .merge(system::public_routes())
+        .merge(protected)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
+        .layer(TraceLayer::new_for_http());
+    if let Some(cors) = cors(&state.config.cors_origins)? {
+        app = app.layer(cors);
+    }
+    Ok(app.with_state(state))
+}
+
+fn cors(origins: &[String]) -> Result<Option<CorsLayer>, AppError> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        let list = origins
+            .iter()
+            .map(|origin| {
+                HeaderValue::from_str(origin).map_err(|_| AppError::CorsOrigin(origin.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        AllowOrigin::list(list)
+    };
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+            .expose_headers([header::RETRY_AFTER, header::LOCATION])
+            .max_age(std::time::Duration::from_secs(3600)),
+    ))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,201 @@
+//! Liveness, readiness, model info, metrics and the OpenAPI document.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use sd_engine::samplers::SAMPLER_NAMES;
+use sd_engine::Readiness;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::jobs::not_ready;
+use crate::state::AppState;
+use crate::validate::Limits;
+
+/// Routes that answer without an API key.
+pub fn public_routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/info", get(info))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyStatus {
+    pub ready: bool,
+    /// `loading`, `ready`, `failed` or `stopping`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Defaults {
+    pub width: usize,
+    pub height: usize,
+    pub steps: usize,
+    pub guidance_scale: f64,
+    pub sampler: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueInfo {
+    pub max: usize,
+    pub depth: usize,
+    pub running: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Info {
+    pub model: String,
+    pub family: String,
+    pub prediction_type: String,
+    pub device: String,
+    pub dtype: String,
+    pub inpainting: bool,
+    /// Width and height must be multiples of this.
+    pub size_multiple: usize,
+    pub defaults: Defaults,
+    pub samplers: Vec<String>,
+    pub operations: Vec<String>,
+    pub limits: Limits,
+    pub queue: QueueInfo,
+    pub version: String,
+}
+
+/// Liveness: 200 as soon as the process listens.
+#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: 200 once the model loaded and the worker accepts jobs, else 503 with the reason.
+#[utoipa::path(get, path = "/ready", tag = "system",
+    responses((status = 200, body = ReadyStatus), (status = 503, body = ReadyStatus)))]
+pub async fn ready(State(app): State<AppState>) -> Response {
+    let accepting = app.engine.load().accepting;
+    let (code, body) = match app.engine.readiness() {
+        Readiness::Ready(info) if accepting => (
+            StatusCode::OK,
+            ReadyStatus {
+                ready: true,
+                status: "ready".into(),
+                reason: None,
+                model: Some(info.model.clone()),
+            },
+        ),
+        Readiness::Ready(info) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ReadyStatus {
+                ready: false,
+                status: "stopping".into(),
+                reason: Some("shutting down".into()),
+                model: Some(info.model.clone()),
+            },
+        ),
+        Readiness::Loading => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ReadyStatus {
+                ready: false,
+                status: "loading".into(),
+                reason: Some("loading model".into()),
+                model: None,
+            },
+        ),
+        Readiness::Failed(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ReadyStatus {
+                ready: false,
+                status: "failed".into(),
+                reason: Some(reason),
+                model: None,
+            },
+        ),
+    };
+    (code, Json(body)).into_response()
+}
+
+/// The model, its defaults, samplers, request limits and the queue.
+#[utoipa::path(get, path = "/v1/info", tag = "system",
+    responses((status = 200, body = Info), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn info(State(app): State<AppState>) -> Result<Json<Info>, ApiError> {
+    let Some(model) = app.engine.model_info() else {
+        return Err(not_ready(app.engine.readiness()));
+    };
+    let load = app.engine.load();
+    Ok(Json(Info {
+        model: model.model.clone(),
+        family: model.family.clone(),
+        prediction_type: model.prediction_type.clone(),
+        device: model.device.clone(),
+        dtype: model.dtype.clone(),
+        inpainting: model.inpainting,
+        size_multiple: model.size_multiple,
+        defaults: Defaults {
+            width: model.default_width,
+            height: model.default_height,
+            steps: model.default_steps,
+            guidance_scale: model.default_guidance,
+            sampler: model.default_sampler.clone(),
+        },
+        samplers: SAMPLER_NAMES
+            .iter()
+            .map(|name| (*name).to_owned())
+            .collect(),
+        operations: ["image_generation", "image_transform", "image_inpaint"]
+            .map(String::from)
+            .to_vec(),
+        limits: app.config.limits.clone(),
+        queue: QueueInfo {
+            max: app.engine.config().max_queue,
+            depth: load.queued,
+            running: load.running,
+        },
+        version: app.config.version.clone(),
+    }))
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, body = ErrorBody)))]
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.engine.metrics(),
+    )
+        .into_response()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "system",
+    responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json", body = Object),
+        (status = 401, body = ErrorBody)))]
+pub async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document_json(),
+    )
+        .into_response()
+}

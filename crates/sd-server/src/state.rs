@@ -1,0 +1,44 @@
+//! What every handler shares: the engine handle and the server's settings.
+
+use std::sync::Arc;
+
+use sd_engine::Engine;
+
+use crate::validate::Limits;
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// When set, every route but `/health` and `/ready` needs this key (Bearer, or Basic password).
+    pub api_key: Option<String>,
+    /// Browser origins allowed by CORS; `*` allows any. Empty: no CORS headers at all.
+    pub cors_origins: Vec<String>,
+    pub limits: Limits,
+    /// Reported by `/v1/info` and the heartbeat.
+    pub version: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            cors_origins: Vec::new(),
+            limits: Limits::default(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub config: Arc<ServerConfig>,
+}
+
+impl AppState {
+    pub fn new(engine: Engine, config: ServerConfig) -> Self {
+        Self {
+            engine,
+            config: Arc::new(config),
+        }
+    }
+}

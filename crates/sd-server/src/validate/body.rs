@@ -1,0 +1,102 @@
+//! The native job request as clients send it, and parsing it from raw bytes with errors that name the field.
+//! Every field is optional here so that validation, not serde, decides what is required and says why.
+
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, FieldError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationName {
+    ImageGeneration,
+    ImageTransform,
+    ImageInpaint,
+}
+
+/// `POST /v1/jobs`. Fields a given `operation` does not use are refused; `hive_id`, `model` and `worker_id`
+/// are routing fields of the orchestrator and ignored. Defaults not given below come from the loaded model
+/// (`GET /v1/info`).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct JobBody {
+    /// `image_generation`, `image_transform` (img2img) or `image_inpaint`.
+    #[schema(value_type = OperationName)]
+    pub operation: Option<OperationName>,
+    /// Required; non-empty.
+    pub prompt: Option<String>,
+    pub negative_prompt: Option<String>,
+    /// 1..=150; default the model's (20 for SD 1.x).
+    pub steps: Option<i64>,
+    /// 0..=30; default the model's (7.5 for SD 1.x). <= 1 disables classifier-free guidance.
+    pub guidance_scale: Option<f64>,
+    /// Seed of image 0; image i uses seed + i. Omitted or -1: random. The seeds used are reported.
+    #[schema(value_type = Option<i64>)]
+    pub seed: Option<i128>,
+    /// Multiple of 8; default the model's (512 for SD 1.x), or the input image's size.
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    /// ddim, pndm, euler, euler_a, heun, dpmpp_2m, dpmpp_2m_karras, unipc, lcm, or A1111 display names.
+    pub sampler: Option<String>,
+    /// Number of images (alias `num_images`), default 1.
+    #[serde(alias = "num_images")]
+    pub batch: Option<i64>,
+    /// 1 = last CLIP layer (default), 2 = penultimate.
+    pub clip_skip: Option<i64>,
+    /// `image_transform`: the starting picture, base64 PNG/JPEG/WebP (a `data:` URL is fine).
+    pub input_image: Option<String>,
+    /// `image_inpaint`: the picture to repaint, base64.
+    pub init_image: Option<String>,
+    /// `image_inpaint`: white = repaint, black = keep; base64.
+    pub mask_image: Option<String>,
+    /// 0..=1: how much of the input image to replace; default 0.8 (transform) or 1.0 (inpaint).
+    pub strength: Option<f64>,
+    /// Ignored (orchestrator routing).
+    #[schema(value_type = Option<String>)]
+    pub hive_id: Option<serde_json::Value>,
+    /// Ignored (orchestrator routing).
+    #[schema(value_type = Option<String>)]
+    pub model: Option<serde_json::Value>,
+    /// Ignored (orchestrator routing).
+    #[schema(value_type = Option<String>)]
+    pub worker_id: Option<serde_json::Value>,
+}
+
+/// Parses a JSON body: malformed JSON is a 400; a well-formed body with a field of the wrong shape is a 422
+/// naming that field.
+pub fn parse_job_body(bytes: &[u8]) -> Result<JobBody, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the request body is empty",
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|error| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the body is not valid JSON: {error}"),
+        )
+    })?;
+    if !value.is_object() {
+        return Err(FieldError {
+            code: "invalid_type",
+            message: "the body must be a JSON object".into(),
+            field: None,
+        }
+        .into());
+    }
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let field = error.path().to_string();
+        let inner = error.into_inner().to_string();
+        let code = if field == "operation" {
+            "invalid_operation"
+        } else {
+            "invalid_type"
+        };
+        FieldError {
+            code,
+            message: format!("{field}: {inner}"),
+            field: Some(field),
+        }
+        .into()
+    })
+}
