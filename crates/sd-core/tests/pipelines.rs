@@ -16,7 +16,7 @@ const MAX_DIFF: u8 = 2;
 fn run_cases(model: &str, filter: &dyn Fn(&Value) -> bool) -> usize {
     let dir = golden_dir(model);
     let text = std::fs::read_to_string(dir.join("cases.json")).unwrap();
-    let spec: Value = serde_json::from_str(&text.replace("-Infinity", "null")).unwrap();
+    let spec: Value = serde_json::from_str(&text).unwrap();
     let pipeline = load(
         spec["model_dir"]
             .as_str()
@@ -133,4 +133,88 @@ fn inpainting_with_an_ordinary_unet_matches_diffusers() {
 #[test]
 fn inpainting_with_a_nine_channel_unet_matches_diffusers() {
     assert!(run_cases("tiny-sd1-inpaint", &is("inpaint")) >= 4);
+}
+
+fn small_request(seeds: Vec<u64>) -> GenerateRequest {
+    GenerateRequest {
+        prompt: "a red cube".into(),
+        negative_prompt: String::new(),
+        steps: 6,
+        guidance_scale: 7.5,
+        width: 64,
+        height: 64,
+        sampler: Some(SamplerKind::EulerAncestral),
+        seeds,
+        clip_skip: 1,
+        init: None,
+        size_conditioning: Default::default(),
+    }
+}
+
+#[test]
+fn the_step_callback_sees_every_step_and_can_stop_the_run() {
+    let pipeline = load("tiny-sd1");
+    let mut seen = Vec::new();
+    pipeline
+        .generate(&small_request(vec![1]), &mut |ev| {
+            seen.push((ev.step, ev.total));
+            assert_eq!(ev.preview().unwrap().dimensions(), (8, 8));
+            StepControl::Continue
+        })
+        .unwrap();
+    assert_eq!(seen, (1..=6).map(|s| (s, 6)).collect::<Vec<_>>());
+
+    let mut calls = 0;
+    let result = pipeline.generate(&small_request(vec![1]), &mut |_| {
+        calls += 1;
+        if calls == 2 {
+            StepControl::Stop
+        } else {
+            StepControl::Continue
+        }
+    });
+    assert!(
+        matches!(result, Err(sd_core::CoreError::Cancelled)),
+        "stopping ends the run as cancelled"
+    );
+    assert_eq!(calls, 2, "no step runs after Stop");
+}
+
+#[test]
+fn a_batch_image_equals_the_same_seed_alone() {
+    // Each image owns its generator: image 1 of seeds [5, 6] is the image seed 6 gives alone.
+    let pipeline = load("tiny-sd1");
+    let batch = pipeline
+        .generate(&small_request(vec![5, 6]), &mut |_| StepControl::Continue)
+        .unwrap();
+    let alone = pipeline
+        .generate(&small_request(vec![6]), &mut |_| StepControl::Continue)
+        .unwrap();
+    assert_eq!(batch.seeds, vec![5, 6]);
+    assert!(max_pixel_diff(batch.images[1].as_raw(), alone.images[0].as_raw()) <= 1);
+    assert!(
+        max_pixel_diff(batch.images[0].as_raw(), alone.images[0].as_raw()) > 2,
+        "different seeds differ"
+    );
+}
+
+#[test]
+fn clip_skip_changes_the_image_and_bad_sizes_are_refused() {
+    let pipeline = load("tiny-sd1");
+    let base = pipeline
+        .generate(&small_request(vec![3]), &mut |_| StepControl::Continue)
+        .unwrap();
+    let mut skipped = small_request(vec![3]);
+    skipped.clip_skip = 2;
+    let skipped = pipeline
+        .generate(&skipped, &mut |_| StepControl::Continue)
+        .unwrap();
+    assert!(max_pixel_diff(base.images[0].as_raw(), skipped.images[0].as_raw()) > 2);
+    let mut bad = small_request(vec![3]);
+    bad.width = 60;
+    let err = pipeline
+        .generate(&bad, &mut |_| StepControl::Continue)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("multiples of 8"), "{err}");
 }

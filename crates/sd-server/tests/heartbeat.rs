@@ -151,6 +151,7 @@ async fn a_failing_queen_is_retried_and_busy_is_reported() {
             seeds: vec![1],
             clip_skip: 1,
             init: None,
+            size_conditioning: Default::default(),
         },
     };
     engine.submit(request).unwrap();

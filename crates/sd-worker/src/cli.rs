@@ -1,6 +1,7 @@
 //! The one clap configuration of the binary: every flag is `--long` and has an env var, shown in `--help`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -23,7 +24,7 @@ pub enum Command {
     /// Generate images from the command line.
     Generate(Box<GenerateArgs>),
     /// Serve the HTTP job API (and the web UI).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 }
 
 /// Where and how the model is loaded; shared by every subcommand.
@@ -42,6 +43,9 @@ pub struct ModelArgs {
     /// Weight variant to prefer, e.g. `fp16` for `*.fp16.safetensors` files.
     #[arg(long, env = "SD_VARIANT")]
     pub variant: Option<String>,
+    /// A VAE folder (config.json + safetensors) to use instead of the model's, e.g. an fp16-fixed SDXL VAE.
+    #[arg(long, env = "SD_VAE")]
+    pub vae: Option<PathBuf>,
     /// Hugging Face hub cache folder for hub ids (default: hf-hub's, `$HF_HOME/hub`).
     #[arg(long, env = "HF_HUB_CACHE")]
     pub hf_cache: Option<PathBuf>,
@@ -104,8 +108,55 @@ pub struct GenerateArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    /// Address to listen on. Without an API key only loopback is allowed (see --insecure-no-auth).
     #[arg(long, env = "SD_HOST", default_value = "127.0.0.1")]
     pub host: String,
+    /// Port to listen on (0 picks a free one).
     #[arg(long, env = "SD_PORT", default_value_t = 8600)]
     pub port: u16,
+    /// Require this key on every route but /health and /ready (`Authorization: Bearer KEY`, or HTTP Basic
+    /// with KEY as the password).
+    #[arg(
+        long,
+        env = "SD_API_KEY",
+        conflicts_with = "api_key_file",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+    /// Read the API key from this file (surrounding whitespace is ignored).
+    #[arg(long, env = "SD_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Allow listening on a non-loopback address without an API key.
+    #[arg(long, env = "SD_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// Jobs that may wait in the queue (the running one not counted); more are refused with 429.
+    #[arg(long, env = "SD_MAX_QUEUE", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_queue: u64,
+    /// How long finished jobs and their images are kept, e.g. `10m`, `1h`.
+    #[arg(long, env = "SD_RESULT_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub result_ttl: Duration,
+    /// Keep at most this many finished jobs, whatever their age (bounds memory).
+    #[arg(long, env = "SD_MAX_RESULTS", default_value_t = 256)]
+    pub max_results: usize,
+    /// Browser origin allowed by CORS (repeat, or comma-separate in the env var); `*` allows any.
+    #[arg(long = "cors-origin", env = "SD_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// This worker's id in heartbeats (default: `sd-worker-PORT`).
+    #[arg(long, env = "SD_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Orchestrator ("queen") base URL; when set, heartbeats go to `{URL}/v1/worker-heartbeat`.
+    #[arg(long, env = "SD_QUEEN_URL")]
+    pub queen_url: Option<String>,
+    /// Time between heartbeats, e.g. `30s`.
+    #[arg(long, env = "SD_HEARTBEAT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// On SIGTERM/SIGINT, how long the running job may take to finish before it is cancelled.
+    #[arg(long, env = "SD_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Minimum time between two previews of a job in its event stream; `0s` turns previews off.
+    #[arg(long, env = "SD_PREVIEW_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub preview_interval: Duration,
+    /// Largest request body in MiB (base64 input images count).
+    #[arg(long, env = "SD_MAX_BODY_MB", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub max_body_mb: u64,
 }

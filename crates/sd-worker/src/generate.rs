@@ -26,6 +26,7 @@ pub fn load_options(model: &ModelArgs) -> anyhow::Result<LoadOptions> {
             cache_dir: model.hf_cache.clone(),
             offline: model.offline,
         },
+        vae: model.vae.clone(),
     })
 }
 

@@ -2,6 +2,7 @@
 
 mod cli;
 mod generate;
+mod serve;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -14,6 +15,6 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         cli::Command::Generate(args) => generate::run(*args),
-        cli::Command::Serve(_args) => anyhow::bail!("serve is not built yet"),
+        cli::Command::Serve(args) => serve::run(*args),
     }
 }

@@ -83,13 +83,18 @@ impl Pipeline {
         };
         let unet_config: UNetConfig = read_json(&config_path(&folder, "unet", "config.json")?)?;
         let unet = load_unet(&folder.component("unet"), dtype, &device, variant)?;
-        let vae_config: VaeConfig = read_json(&config_path(&folder, "vae", "config.json")?)?;
+        // A user-supplied VAE folder (e.g. an fp16-fixed SDXL VAE) replaces the model's own.
+        let vae_dir = options
+            .vae
+            .clone()
+            .unwrap_or_else(|| folder.component("vae"));
+        let vae_config: VaeConfig = read_json(&vae_dir.join("config.json"))?;
         let vae_dtype = if vae_config.force_upcast && dtype == DType::F16 {
             DType::F32
         } else {
             dtype
         };
-        let vae = load_vae(&folder.component("vae"), vae_dtype, &device, variant)?;
+        let vae = load_vae(&vae_dir, vae_dtype, &device, variant)?;
 
         let scheduler_config = SchedulerConfig::from_file(&config_path(
             &folder,

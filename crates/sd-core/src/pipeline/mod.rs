@@ -39,6 +39,8 @@ pub struct LoadOptions {
     pub variant: Option<String>,
     /// Hub cache location and offline mode, for hub ids.
     pub hub: crate::loader::hub::HubOptions,
+    /// A VAE folder (config.json + weights) to use instead of the model's own, e.g. an fp16-fixed SDXL VAE.
+    pub vae: Option<std::path::PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -48,6 +50,7 @@ impl Default for LoadOptions {
             dtype: DTypeSpec::F32,
             variant: None,
             hub: Default::default(),
+            vae: None,
         }
     }
 }

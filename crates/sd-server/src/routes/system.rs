@@ -5,7 +5,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use sd_engine::samplers::SAMPLER_NAMES;
+use sd_engine::samplers::sampler_names;
 use sd_engine::Readiness;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -156,10 +156,7 @@ pub async fn info(State(app): State<AppState>) -> Result<Json<Info>, ApiError> {
             guidance_scale: model.default_guidance,
             sampler: model.default_sampler.clone(),
         },
-        samplers: SAMPLER_NAMES
-            .iter()
-            .map(|name| (*name).to_owned())
-            .collect(),
+        samplers: sampler_names().into_iter().map(String::from).collect(),
         operations: ["image_generation", "image_transform", "image_inpaint"]
             .map(String::from)
             .to_vec(),

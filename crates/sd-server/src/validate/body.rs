@@ -48,6 +48,8 @@ pub struct JobBody {
     pub init_image: Option<String>,
     /// `image_inpaint`: white = repaint, black = keep; base64.
     pub mask_image: Option<String>,
+    /// `image_inpaint`: paste the unmasked input pixels back over the result (default false).
+    pub preserve_unmasked: Option<bool>,
     /// 0..=1: how much of the input image to replace; default 0.8 (transform) or 1.0 (inpaint).
     pub strength: Option<f64>,
     /// Ignored (orchestrator routing).

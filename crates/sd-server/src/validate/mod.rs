@@ -75,7 +75,7 @@ pub fn validate(body: JobBody, model: &ModelInfo, limits: &Limits) -> Result<Val
             ))
         }
     };
-    refuse_unused_images(operation, &body)?;
+    refuse_unused_fields(operation, &body)?;
     let prompt = prompt(body.prompt.as_deref(), limits)?;
     let negative_prompt = bounded_text(
         "negative_prompt",
@@ -108,7 +108,7 @@ pub fn validate(body: JobBody, model: &ModelInfo, limits: &Limits) -> Result<Val
                 "sampler",
                 format!(
                     "unknown sampler {name:?}; known: {}",
-                    sd_engine::samplers::SAMPLER_NAMES.join(", ")
+                    sd_engine::samplers::sampler_names().join(", ")
                 ),
             )
         })?),
@@ -189,6 +189,7 @@ pub fn validate(body: JobBody, model: &ModelInfo, limits: &Limits) -> Result<Val
         image: image::to_rgb(&picture, w, h),
         strength,
         mask: mask.map(|mask| image::to_mask(&mask, w, h)),
+        preserve_unmasked: body.preserve_unmasked.unwrap_or(false),
     });
     Ok(ValidJob(JobRequest {
         operation,
@@ -203,6 +204,7 @@ pub fn validate(body: JobBody, model: &ModelInfo, limits: &Limits) -> Result<Val
             seeds,
             clip_skip: clip_skip as usize,
             init,
+            size_conditioning: Default::default(),
         },
     }))
 }
@@ -220,19 +222,20 @@ fn required(field: &str, operation: Operation) -> FieldError {
     )
 }
 
-fn refuse_unused_images(operation: Operation, body: &JobBody) -> Result<(), FieldError> {
+fn refuse_unused_fields(operation: Operation, body: &JobBody) -> Result<(), FieldError> {
     let used: &[&str] = match operation {
         Operation::ImageGeneration => &[],
         Operation::ImageTransform => &["input_image"],
-        Operation::ImageInpaint => &["init_image", "mask_image"],
+        Operation::ImageInpaint => &["init_image", "mask_image", "preserve_unmasked"],
     };
     let given = [
-        ("input_image", &body.input_image),
-        ("init_image", &body.init_image),
-        ("mask_image", &body.mask_image),
+        ("input_image", body.input_image.is_some()),
+        ("init_image", body.init_image.is_some()),
+        ("mask_image", body.mask_image.is_some()),
+        ("preserve_unmasked", body.preserve_unmasked.is_some()),
     ];
-    for (field, value) in given {
-        if value.is_some() && !used.contains(&field) {
+    for (field, given) in given {
+        if given && !used.contains(&field) {
             return Err(FieldError::new(
                 "unexpected_field",
                 field,

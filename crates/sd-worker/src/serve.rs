@@ -1,0 +1,212 @@
+//! `sd-worker serve`: binds at once, loads the model on the engine's model thread, serves the HTTP API,
+//! heartbeats to the queen, and shuts down gracefully on SIGTERM/SIGINT. A model that fails to load ends the
+//! process with an error (non-zero exit) that says why.
+
+use std::future::IntoFuture;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use sd_engine::{Engine, EngineConfig, Loader};
+use sd_server::heartbeat::{HeartbeatClient, HeartbeatConfig};
+use sd_server::validate::Limits;
+use sd_server::{AppState, ServerConfig};
+use tokio::sync::watch;
+
+use crate::cli::{ModelArgs, ServeArgs};
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let api_key = api_key(&args)?;
+    check_bind_policy(&args.host, api_key.is_some(), args.insecure_no_auth)?;
+    let engine = Engine::start(
+        loader(&args.model)?,
+        EngineConfig {
+            max_queue: usize::try_from(args.max_queue).unwrap_or(usize::MAX),
+            result_ttl: args.result_ttl,
+            max_finished: args.max_results,
+            preview_interval: (!args.preview_interval.is_zero()).then_some(args.preview_interval),
+        },
+    )
+    .context("cannot start the model thread")?;
+
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    let address = listener.local_addr()?;
+    tracing::info!("listening on http://{address}");
+
+    let version = env!("CARGO_PKG_VERSION").to_owned();
+    let limits = Limits {
+        max_body_bytes: usize::try_from(args.max_body_mb * 1024 * 1024).unwrap_or(usize::MAX),
+        ..Limits::default()
+    };
+    let config = ServerConfig {
+        api_key,
+        cors_origins: args.cors_origins.clone(),
+        limits,
+        version: version.clone(),
+    };
+    let app = sd_server::app(AppState::new(engine.clone(), config))?;
+
+    let (stop_heartbeat, heartbeat_stopped) = watch::channel(false);
+    let heartbeat = match &args.queen_url {
+        Some(queen_url) => {
+            let client = Arc::new(HeartbeatClient::new(HeartbeatConfig {
+                queen_url: queen_url.clone(),
+                worker_id: args
+                    .worker_id
+                    .clone()
+                    .unwrap_or_else(|| format!("sd-worker-{}", address.port())),
+                model_id: args.model.model.clone(),
+                device: args.model.device.clone(),
+                port: address.port(),
+                interval: args.heartbeat_interval,
+                version,
+            })?);
+            let running = Arc::clone(&client);
+            let engine = engine.clone();
+            tokio::spawn(async move { running.run(engine, heartbeat_stopped).await });
+            Some(client)
+        }
+        None => None,
+    };
+
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .into_future(),
+    );
+
+    let load_failure = async {
+        match engine.wait_loaded().await {
+            Ok(_) => std::future::pending::<String>().await,
+            Err(reason) => reason,
+        }
+    };
+    tokio::select! {
+        reason = load_failure => bail!("cannot load model {}: {reason}", args.model.model),
+        served = &mut server => bail!("the HTTP server stopped: {}", match served {
+            Ok(Ok(())) => "no error".to_owned(),
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => error.to_string(),
+        }),
+        signal = shutdown_signal() => tracing::info!(signal, "shutting down"),
+    }
+
+    let _ = stop_heartbeat.send(true);
+    let final_heartbeat = async {
+        if let Some(client) = &heartbeat {
+            client.send_final().await;
+        }
+    };
+    tokio::join!(engine.shutdown(args.shutdown_grace), final_heartbeat);
+    let _ = stop_http.send(());
+    if tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("open connections did not close in time");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => tokio::select! {
+                _ = terminate.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
+
+fn api_key(args: &ServeArgs) -> anyhow::Result<Option<String>> {
+    let key = match (&args.api_key, &args.api_key_file) {
+        (Some(key), _) => key.trim().to_owned(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --api-key-file {}", path.display()))?
+            .trim()
+            .to_owned(),
+        (None, None) => return Ok(None),
+    };
+    if key.is_empty() {
+        bail!("the API key is empty");
+    }
+    Ok(Some(key))
+}
+
+/// Without a key only loopback may listen, unless the operator explicitly opts out.
+fn check_bind_policy(host: &str, has_key: bool, insecure_no_auth: bool) -> anyhow::Result<()> {
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback || has_key || insecure_no_auth {
+        return Ok(());
+    }
+    bail!(
+        "refusing to listen on {host} without an API key: pass --api-key or --api-key-file, \
+         or --insecure-no-auth to serve without authentication"
+    )
+}
+
+fn loader(model: &ModelArgs) -> anyhow::Result<Loader> {
+    #[cfg(feature = "fake-backend")]
+    if let Some(step_delay) = model.model.strip_prefix("fake:") {
+        // Load tests of the service without weights: `--model fake:5ms` sleeps 5 ms per step.
+        let delay = if step_delay.is_empty() {
+            Duration::ZERO
+        } else {
+            humantime::parse_duration(step_delay)?
+        };
+        return Ok(Box::new(move || {
+            Ok(Box::new(sd_engine::fake::FakeBackend::new(delay)) as Box<dyn sd_engine::Backend>)
+        }));
+    }
+    Ok(sd_engine::pipeline_loader(
+        model.model.clone(),
+        crate::generate::load_options(model)?,
+    ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_binds_without_a_key() {
+        for host in ["127.0.0.1", "::1", "[::1]", "localhost"] {
+            assert!(check_bind_policy(host, false, false).is_ok(), "{host}");
+        }
+        assert!(check_bind_policy("0.0.0.0", false, false).is_err());
+        assert!(check_bind_policy("0.0.0.0", true, false).is_ok());
+        assert!(check_bind_policy("0.0.0.0", false, true).is_ok());
+    }
+}
