@@ -150,6 +150,32 @@ pub fn with_png_text(png: &[u8], key: &str, text: &str) -> Result<Vec<u8>, Metad
     Ok(out)
 }
 
+/// `png` with its text chunks named `key` replaced by one holding `text`.
+pub fn replace_png_text(png: &[u8], key: &str, text: &str) -> Result<Vec<u8>, MetadataError> {
+    if !png.starts_with(PNG_SIGNATURE) {
+        return Err(MetadataError::NotPng);
+    }
+    let mut kept = PNG_SIGNATURE.to_vec();
+    let mut at = PNG_SIGNATURE.len();
+    while at + 12 <= png.len() {
+        let length = read_u32(png, at).ok_or(MetadataError::NotPng)? as usize;
+        let end = at + 12 + length;
+        let chunk = png.get(at..end).ok_or(MetadataError::NotPng)?;
+        let kind = &chunk[4..8];
+        let data = &chunk[8..8 + length];
+        let is_text = matches!(kind, b"tEXt" | b"iTXt" | b"zTXt");
+        let named_key = data
+            .iter()
+            .position(|&byte| byte == 0)
+            .is_some_and(|end| &data[..end] == key.as_bytes());
+        if !(is_text && named_key) {
+            kept.extend_from_slice(chunk);
+        }
+        at = end;
+    }
+    with_png_text(&kept, key, text)
+}
+
 /// `tEXt` (Latin-1) when every character fits, else uncompressed `iTXt` (UTF-8), as Pillow chooses.
 fn text_chunk(key: &str, text: &str) -> (&'static [u8; 4], Vec<u8>) {
     let latin1: Option<Vec<u8>> = text.chars().map(|c| u8::try_from(c).ok()).collect();
@@ -412,6 +438,26 @@ mod tests {
         }
         let webp = encode_image(&picture(), ImageFormat::Webp, None).unwrap();
         assert_eq!(read_parameters(&webp), None);
+    }
+
+    #[test]
+    fn replacing_text_leaves_one_chunk() {
+        let png = encode_png(&picture(), Some("old")).unwrap();
+        let replaced = replace_png_text(&png, "parameters", "new, text").unwrap();
+        assert_eq!(
+            png_text(&replaced, "parameters").as_deref(),
+            Some("new, text")
+        );
+        let needle = b"parameters\0";
+        let count = replaced
+            .windows(needle.len())
+            .filter(|window| window == needle)
+            .count();
+        assert_eq!(count, 1);
+        assert_eq!(
+            image::load_from_memory(&replaced).unwrap().to_rgb8(),
+            picture()
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@ pub mod container;
 pub mod hash;
 pub mod infotext;
 
-pub use container::{encode_image, encode_png, read_parameters, ImageFormat, MetadataError};
+pub use container::{
+    encode_image, encode_png, read_parameters, replace_png_text, ImageFormat, MetadataError,
+};
 pub use hash::{hash_model, model_name, ModelHash};
 pub use infotext::{a1111_sampler_and_schedule, GenerationParams, Infotext};
 
