@@ -7,6 +7,8 @@ use sd_core::pipeline::{
     GenerateOutput, GenerateRequest, ModelInfo, Pipeline, StepControl, StepEvent,
 };
 
+use crate::metadata::ModelHash;
+
 /// Progress after one denoising step, as the engine sees it. The preview is computed only when asked for,
 /// because the engine rate-limits previews.
 pub struct StepProgress<'a> {
@@ -38,6 +40,11 @@ impl<'a> StepProgress<'a> {
 pub trait Backend {
     fn info(&self) -> &ModelInfo;
 
+    /// The weights' hash for image metadata (A1111's `Model hash`); computed once at load.
+    fn model_hash(&self) -> Option<&ModelHash> {
+        None
+    }
+
     /// Runs one request. `on_step` is called after every step; returning [`StepControl::Stop`] must end the
     /// run with [`sd_core::CoreError::Cancelled`] before the next step.
     fn generate(
@@ -67,11 +74,50 @@ impl Backend for Pipeline {
     }
 }
 
-/// A loader for the real inference core.
+/// The real pipeline with its weights' hash.
+struct HashedPipeline {
+    pipeline: Pipeline,
+    hash: Option<ModelHash>,
+}
+
+impl Backend for HashedPipeline {
+    fn info(&self) -> &ModelInfo {
+        self.pipeline.info()
+    }
+
+    fn model_hash(&self) -> Option<&ModelHash> {
+        self.hash.as_ref()
+    }
+
+    fn generate(
+        &self,
+        request: &GenerateRequest,
+        on_step: &mut dyn FnMut(&StepProgress<'_>) -> StepControl,
+    ) -> sd_core::Result<GenerateOutput> {
+        Backend::generate(&self.pipeline, request, on_step)
+    }
+}
+
+/// A loader for the real inference core. The weights are hashed on a second thread while the model loads
+/// (offline, so the two never download the same files; a model fetched by this load is hashed after it).
 pub fn pipeline_loader(model: String, options: sd_core::pipeline::LoadOptions) -> Loader {
     Box::new(move || {
-        Pipeline::load(&model, &options)
-            .map(|pipeline| Box::new(pipeline) as Box<dyn Backend>)
-            .map_err(|error| format!("cannot load model {model}: {error}"))
+        let offline = sd_core::loader::hub::HubOptions {
+            offline: true,
+            ..options.hub.clone()
+        };
+        let hashing = {
+            let (model, variant, hub) = (model.clone(), options.variant.clone(), offline.clone());
+            std::thread::Builder::new()
+                .name("sd-model-hash".into())
+                .spawn(move || crate::metadata::hash_model(&model, variant.as_deref(), &hub))
+        };
+        let pipeline = Pipeline::load(&model, &options)
+            .map_err(|error| format!("cannot load model {model}: {error}"))?;
+        let hash = hashing
+            .ok()
+            .and_then(|handle| handle.join().ok().flatten())
+            .or_else(|| crate::metadata::hash_model(&model, options.variant.as_deref(), &offline));
+        Ok(Box::new(HashedPipeline { pipeline, hash }) as Box<dyn Backend>)
     })
 }

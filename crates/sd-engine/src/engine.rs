@@ -2,7 +2,7 @@
 //! itself; it edits shared state under one short lock and wakes the model thread ([`crate::worker`]).
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::backend::Loader;
 use crate::events::{catch_up, JobEvent, Subscription};
 use crate::job::{JobId, JobRecord, JobRequest, JobSnapshot, JobStatus};
+use crate::metadata::ModelHash;
 use crate::metrics::Metrics;
 use crate::queue::JobQueue;
 use crate::store::JobStore;
@@ -115,6 +116,8 @@ pub(crate) struct Shared {
     pub config: EngineConfig,
     pub metrics: Metrics,
     pub readiness: watch::Sender<Readiness>,
+    /// Set once, by the model thread, just before it reports ready.
+    pub model_hash: OnceLock<Option<ModelHash>>,
 }
 
 impl Shared {
@@ -177,6 +180,7 @@ impl Engine {
             config,
             metrics: Metrics::new(),
             readiness,
+            model_hash: OnceLock::new(),
         });
         crate::worker::spawn(Arc::clone(&shared), loader)?;
         Ok(Self { shared })
@@ -206,6 +210,11 @@ impl Engine {
             Readiness::Failed(reason) => Err(reason.clone()),
             Readiness::Loading => Err("the model is still loading".to_owned()),
         }
+    }
+
+    /// The loaded weights' hash (A1111's `Model hash` is its short form), once loaded.
+    pub fn model_hash(&self) -> Option<ModelHash> {
+        self.shared.model_hash.get().cloned().flatten()
     }
 
     pub fn config(&self) -> &EngineConfig {

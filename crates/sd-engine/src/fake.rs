@@ -10,10 +10,12 @@ use sd_core::pipeline::{GenerateOutput, GenerateRequest, ModelInfo, StepControl,
 use sd_core::CoreError;
 
 use crate::backend::{Backend, StepProgress};
+use crate::metadata::ModelHash;
 
 pub struct FakeBackend {
     info: ModelInfo,
     step_delay: Duration,
+    hash: ModelHash,
 }
 
 impl FakeBackend {
@@ -21,6 +23,7 @@ impl FakeBackend {
         Self {
             info: Self::default_info(),
             step_delay,
+            hash: Self::model_hash(),
         }
     }
 
@@ -42,6 +45,13 @@ impl FakeBackend {
         }
     }
 
+    /// The fake's stand-in weights hash (its short form is `fa4e0000f4`).
+    pub fn model_hash() -> ModelHash {
+        ModelHash {
+            sha256: format!("fa4e0000f4{}", "0".repeat(54)),
+        }
+    }
+
     /// The image the fake produces for one seed: what a caller can compare a job's output against.
     pub fn image_for(seed: u64, prompt: &str, width: u32, height: u32) -> RgbImage {
         let key = seed ^ fnv1a(prompt.as_bytes());
@@ -56,6 +66,10 @@ impl FakeBackend {
 impl Backend for FakeBackend {
     fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    fn model_hash(&self) -> Option<&ModelHash> {
+        Some(&self.hash)
     }
 
     fn generate(

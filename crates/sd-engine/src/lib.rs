@@ -10,6 +10,7 @@ pub mod events;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod job;
+pub mod metadata;
 mod metrics;
 mod queue;
 pub mod samplers;

@@ -2,14 +2,12 @@
 //! from the queue, turning step callbacks into progress and preview events, honouring cancellation between
 //! steps, and recording the outcome. A failing or panicking job fails only itself.
 
-use std::io::Cursor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use image::RgbImage;
 use sd_core::pipeline::{GenerateOutput, GenerateRequest, StepControl};
 use sd_core::CoreError;
 
@@ -17,6 +15,7 @@ use crate::backend::{Backend, Loader, StepProgress};
 use crate::engine::{Readiness, Shared};
 use crate::events::{base64_png, JobEvent};
 use crate::job::{JobError, JobId, JobOutput, JobStatus, JobTimings, Progress};
+use crate::metadata;
 
 pub(crate) fn spawn(shared: Arc<Shared>, loader: Loader) -> std::io::Result<()> {
     std::thread::Builder::new()
@@ -38,6 +37,7 @@ fn run(shared: &Shared, loader: Loader) {
         }
     };
     let seconds = started.elapsed().as_secs_f64();
+    let _ = shared.model_hash.set(backend.model_hash().cloned());
     shared.metrics.loaded(seconds);
     tracing::info!(model = %backend.info().model, seconds, "model loaded");
     shared
@@ -155,7 +155,7 @@ fn run_job(shared: &Shared, backend: &dyn Backend, job: ActiveJob) {
     let (status, event, output, error, mut timings) = match result {
         _ if job.cancel.load(Ordering::SeqCst) => cancelled(),
         Ok(Err(CoreError::Cancelled)) => cancelled(),
-        Ok(Ok(generated)) => match encode_output(generated) {
+        Ok(Ok(generated)) => match encode_output(generated, &job.request, backend) {
             Ok((output, timings, images)) => {
                 let event = JobEvent::Complete {
                     images,
@@ -241,15 +241,29 @@ fn failed(error: JobError) -> Finished {
     )
 }
 
-/// PNG-encodes the images (stored as bytes, sent as base64) and carries over the core's timings.
+/// PNG-encodes the images, each stamped with its A1111 infotext (stored as bytes, sent as base64), and
+/// carries over the core's timings.
 fn encode_output(
     generated: GenerateOutput,
+    request: &GenerateRequest,
+    backend: &dyn Backend,
 ) -> Result<(JobOutput, JobTimings, Vec<Arc<str>>), JobError> {
     let started = Instant::now();
     let images = generated
         .images
         .iter()
-        .map(encode_png)
+        .enumerate()
+        .map(|(index, image)| {
+            let mut params =
+                metadata::generation_params(request, backend.info(), backend.model_hash(), index);
+            if let Some(&seed) = generated.seeds.get(index) {
+                params.seed = seed;
+            }
+            let infotext = params.to_infotext().to_text();
+            metadata::encode_png(image, Some(&infotext))
+                .map(Bytes::from)
+                .map_err(|error| JobError::new("encode_failed", error.to_string()))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let base64 = images.iter().map(|png| base64_png(png)).collect();
     let timings = JobTimings {
@@ -269,14 +283,6 @@ fn encode_output(
     ))
 }
 
-fn encode_png(image: &RgbImage) -> Result<Bytes, JobError> {
-    let mut png = Vec::new();
-    image
-        .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|error| JobError::new("encode_failed", format!("cannot encode PNG: {error}")))?;
-    Ok(Bytes::from(png))
-}
-
 fn preview_event(progress: &StepProgress<'_>) -> Option<JobEvent> {
     let image = match progress.preview() {
         Ok(image) => image,
@@ -285,7 +291,7 @@ fn preview_event(progress: &StepProgress<'_>) -> Option<JobEvent> {
             return None;
         }
     };
-    let png = encode_png(&image).ok()?;
+    let png = metadata::encode_png(&image, None).ok()?;
     Some(JobEvent::Preview {
         step: progress.step,
         image: base64_png(&png),

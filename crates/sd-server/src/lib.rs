@@ -4,6 +4,7 @@
 //! [`error::ApiError`] with one mapping to status + JSON. The layer never touches tensors.
 
 pub mod auth;
+pub mod compat;
 pub mod error;
 pub mod heartbeat;
 pub mod openapi;

@@ -2,7 +2,9 @@
 //! engine: the native job API and system routes now; OpenAI (`/v1/images/*`), A1111 (`/sdapi/v1/*`) and
 //! the static UI merge in here later, behind the same auth, CORS and error mapping.
 
+pub mod a1111;
 pub mod jobs;
+pub mod openai;
 pub mod system;
 
 use axum::extract::DefaultBodyLimit;
@@ -26,6 +28,7 @@ pub fn app(state: AppState) -> Result<Router, AppError> {
     let protected = Router::new()
         .merge(jobs::routes())
         .merge(system::routes())
+        .merge(a1111::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(
@@ -36,6 +39,7 @@ pub fn app(state: AppState) -> Result<Router, AppError> {
     let mut app = Router::new()
         .merge(system::public_routes())
         .merge(crate::ui::ui_router())
+        .merge(openai::routes(state.clone()))
         .merge(protected)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))

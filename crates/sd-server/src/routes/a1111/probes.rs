@@ -1,0 +1,342 @@
+//! The A1111 routes clients call to discover a server: samplers, schedulers, models, options, flags, memory,
+//! and the lists of add-ons (LoRAs, VAEs, upscalers, ...) that this worker does not have, answered empty.
+//! `POST options` accepts the loaded model as `sd_model_checkpoint` and remembers the rest (clip skip is used).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use sd_core::schedulers::SamplerKind;
+use sd_engine::metadata::{self, Infotext};
+use serde_json::{json, Map, Value};
+
+use super::generate::parse_object;
+use super::{A1111Error, A1111State};
+use crate::compat::images::base64_bytes;
+use crate::error::{ApiError, FieldError};
+use crate::state::AppState;
+
+/// The loaded model as A1111 lists a checkpoint.
+struct Checkpoint {
+    title: String,
+    model_name: String,
+    hash: Option<String>,
+    sha256: Option<String>,
+    filename: String,
+}
+
+fn checkpoint(app: &AppState) -> Option<Checkpoint> {
+    let info = app.engine.model_info()?;
+    let hash = app.engine.model_hash();
+    let model_name = metadata::model_name(&info.model);
+    let short = hash.as_ref().map(|hash| hash.short().to_owned());
+    Some(Checkpoint {
+        title: match &short {
+            Some(short) => format!("{model_name} [{short}]"),
+            None => model_name.clone(),
+        },
+        model_name,
+        hash: short,
+        sha256: hash.map(|hash| hash.sha256),
+        filename: info.model.clone(),
+    })
+}
+
+impl Checkpoint {
+    /// The names A1111 accepts for a checkpoint: title, name, hashes.
+    fn answers_to(&self, name: &str) -> bool {
+        let name = name.trim();
+        let name = name
+            .strip_suffix(".safetensors")
+            .or_else(|| name.strip_suffix(".ckpt"))
+            .unwrap_or(name);
+        [
+            Some(&self.title),
+            Some(&self.model_name),
+            Some(&self.filename),
+            self.hash.as_ref(),
+            self.sha256.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|known| known == name)
+    }
+}
+
+pub async fn sd_models(State(app): State<AppState>) -> Json<Value> {
+    let models: Vec<Value> = checkpoint(&app)
+        .map(|checkpoint| {
+            json!({
+                "title": checkpoint.title,
+                "model_name": checkpoint.model_name,
+                "hash": checkpoint.hash,
+                "sha256": checkpoint.sha256,
+                "filename": checkpoint.filename,
+                "config": null,
+            })
+        })
+        .into_iter()
+        .collect();
+    Json(Value::Array(models))
+}
+
+pub async fn samplers() -> Json<Value> {
+    let samplers: Vec<Value> = SamplerKind::all()
+        .iter()
+        .filter(|kind| **kind != SamplerKind::DpmPp2MKarras)
+        .map(|&kind| {
+            let aliases: Vec<&str> = match kind {
+                SamplerKind::EulerAncestral => vec!["k_euler_a", "k_euler_ancestral"],
+                SamplerKind::Euler => vec!["k_euler"],
+                SamplerKind::Heun => vec!["k_heun"],
+                SamplerKind::DpmPp2M => vec!["k_dpmpp_2m"],
+                SamplerKind::Lcm => vec!["k_lcm"],
+                _ => vec![kind.name()],
+            };
+            // As in A1111 1.9+: "DPM++ 2M" with the Automatic schedule uses Karras.
+            let options = if kind == SamplerKind::DpmPp2M {
+                json!({"scheduler": "karras"})
+            } else {
+                json!({})
+            };
+            json!({"name": kind.a1111_name(), "aliases": aliases, "options": options})
+        })
+        .collect();
+    Json(Value::Array(samplers))
+}
+
+pub async fn schedulers() -> Json<Value> {
+    Json(json!([
+        {"name": "automatic", "label": "Automatic", "aliases": null, "default_rho": -1.0, "need_inner_model": false},
+        {"name": "karras", "label": "Karras", "aliases": null, "default_rho": 7.0, "need_inner_model": false},
+    ]))
+}
+
+fn default_options(app: &AppState) -> Map<String, Value> {
+    let checkpoint = checkpoint(app);
+    let values = json!({
+        "sd_model_checkpoint": checkpoint.as_ref().map(|c| c.title.clone()),
+        "sd_checkpoint_hash": checkpoint.as_ref().and_then(|c| c.sha256.clone()),
+        "sd_vae": "Automatic",
+        "CLIP_stop_at_last_layers": 1,
+        "samples_format": "png",
+        "enable_pnginfo": true,
+        "add_model_hash_to_info": true,
+        "add_model_name_to_info": true,
+        "add_version_to_infotext": true,
+        "eta_noise_seed_delta": 0,
+        "randn_source": "CPU",
+        "img2img_background_color": "#ffffff",
+        "inpainting_mask_weight": 1.0,
+        "initial_noise_multiplier": 1.0,
+        "sd_checkpoints_limit": 1,
+        "live_previews_enable": true,
+        "live_previews_image_format": "png",
+        "show_progress_every_n_steps": 1,
+        "sd_lora": "None",
+        "forge_preset": null,
+    });
+    match values {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+pub async fn options(
+    State(app): State<AppState>,
+    Extension(state): Extension<Arc<A1111State>>,
+) -> Json<Value> {
+    let mut options = default_options(&app);
+    for (key, value) in state.options().iter() {
+        if key != "sd_model_checkpoint" {
+            options.insert(key.clone(), value.clone());
+        }
+    }
+    Json(Value::Object(options))
+}
+
+/// `POST /sdapi/v1/options`: `sd_model_checkpoint` must name the loaded model (this worker serves one);
+/// everything else is remembered and reported back; `CLIP_stop_at_last_layers` applies to later requests.
+pub async fn set_options(
+    State(app): State<AppState>,
+    Extension(state): Extension<Arc<A1111State>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, A1111Error> {
+    let body = parse_object(&body.map_err(ApiError::from)?)?;
+    if let Some(name) = body.get("sd_model_checkpoint").and_then(Value::as_str) {
+        let loaded = checkpoint(&app);
+        if !loaded
+            .as_ref()
+            .is_some_and(|checkpoint| checkpoint.answers_to(name))
+        {
+            let serving = loaded.map_or_else(|| "no model yet".to_owned(), |c| c.title);
+            return Err(A1111Error::invalid(FieldError::new(
+                "model_not_loaded",
+                "sd_model_checkpoint",
+                format!("model {name:?} is not available; this worker serves {serving}"),
+            )));
+        }
+    }
+    if let Some(clip_skip) =
+        super::fields::int(&body, "CLIP_stop_at_last_layers").map_err(A1111Error::invalid)?
+    {
+        let max = app.config.limits.max_clip_skip;
+        if !(1..=max).contains(&clip_skip) {
+            return Err(A1111Error::invalid(FieldError::new(
+                "invalid_clip_skip",
+                "CLIP_stop_at_last_layers",
+                format!("CLIP_stop_at_last_layers must be between 1 and {max}, got {clip_skip}"),
+            )));
+        }
+    }
+    state.options().extend(body);
+    Ok(Json(Value::Null))
+}
+
+pub async fn cmd_flags(State(app): State<AppState>) -> Json<Value> {
+    let info = app.engine.model_info();
+    Json(json!({
+        "api": true,
+        "nowebui": true,
+        "api_auth": null,
+        "api_log": false,
+        "ckpt": info.as_ref().map(|info| info.model.clone()),
+        "device": info.as_ref().map(|info| info.device.clone()),
+        "no_half": info.as_ref().is_some_and(|info| info.dtype == "f32"),
+        "lowvram": false,
+        "medvram": false,
+        "xformers": false,
+        "listen": false,
+        "share": false,
+        "gradio_auth": null,
+        "sd_worker": app.config.version,
+    }))
+}
+
+/// Total and free RAM from /proc/meminfo where there is one.
+fn ram() -> Value {
+    let Ok(text) = std::fs::read_to_string("/proc/meminfo") else {
+        return json!({"error": "not available on this platform"});
+    };
+    let field = |name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map(|kib| kib * 1024)
+    };
+    match (field("MemTotal:"), field("MemAvailable:")) {
+        (Some(total), Some(free)) => {
+            json!({"free": free, "used": total - free.min(total), "total": total})
+        }
+        _ => json!({"error": "unreadable /proc/meminfo"}),
+    }
+}
+
+pub async fn memory() -> Json<Value> {
+    Json(json!({"ram": ram(), "cuda": {"error": "not reported by sd-worker"}}))
+}
+
+pub async fn embeddings() -> Json<Value> {
+    Json(json!({"loaded": {}, "skipped": {}}))
+}
+
+pub async fn scripts() -> Json<Value> {
+    Json(json!({"txt2img": [], "img2img": []}))
+}
+
+pub async fn upscalers() -> Json<Value> {
+    Json(
+        json!([{"name": "None", "model_name": null, "model_path": null, "model_url": null, "scale": 4.0}]),
+    )
+}
+
+/// Lists of things this worker has none of.
+pub fn empty_lists() -> Router<AppState> {
+    let empty = || async { Json(json!([])) };
+    [
+        "/sdapi/v1/sd-vae",
+        "/sdapi/v1/sd-modules",
+        "/sdapi/v1/loras",
+        "/sdapi/v1/hypernetworks",
+        "/sdapi/v1/face-restorers",
+        "/sdapi/v1/realesrgan-models",
+        "/sdapi/v1/prompt-styles",
+        "/sdapi/v1/latent-upscale-modes",
+        "/sdapi/v1/script-info",
+        "/sdapi/v1/extensions",
+    ]
+    .into_iter()
+    .fold(Router::new(), |router, path| router.route(path, get(empty)))
+}
+
+/// Refresh and reload requests: nothing to refresh, the one model stays loaded.
+pub fn no_ops() -> Router<AppState> {
+    let nothing = || async { Json(Value::Null) };
+    [
+        "/sdapi/v1/refresh-checkpoints",
+        "/sdapi/v1/refresh-vae",
+        "/sdapi/v1/refresh-loras",
+        "/sdapi/v1/refresh-embeddings",
+        "/sdapi/v1/reload-checkpoint",
+        "/sdapi/v1/unload-checkpoint",
+    ]
+    .into_iter()
+    .fold(Router::new(), |router, path| {
+        router.route(path, post(nothing))
+    })
+}
+
+/// `POST /sdapi/v1/png-info`: the infotext of an image, raw and parsed as A1111 parses it.
+pub async fn png_info(
+    State(app): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, A1111Error> {
+    let body = parse_object(&body.map_err(ApiError::from)?)?;
+    let encoded = super::fields::string(&body, "image")
+        .map_err(A1111Error::invalid)?
+        .unwrap_or_default();
+    let encoded = encoded.trim();
+    if encoded.is_empty() {
+        return Err(A1111Error::invalid(FieldError::new(
+            "missing_field",
+            "image",
+            "image is required",
+        )));
+    }
+    let bytes = base64_bytes("image", encoded, &app.config.limits).map_err(A1111Error::invalid)?;
+    let Some(text) = metadata::read_parameters(&bytes) else {
+        return Ok(Json(json!({"info": "", "items": {}, "parameters": {}})));
+    };
+    let parsed = Infotext::parse(&text);
+    let mut parameters = Map::new();
+    parameters.insert("Prompt".into(), parsed.prompt.clone().into());
+    parameters.insert(
+        "Negative prompt".into(),
+        parsed.negative_prompt.clone().into(),
+    );
+    for (key, value) in &parsed.params {
+        match value.split_once('x').filter(|_| key == "Size") {
+            Some((width, height)) => {
+                parameters.insert(format!("{key}-1"), width.into());
+                parameters.insert(format!("{key}-2"), height.into());
+            }
+            None => {
+                parameters.insert(key.clone(), value.clone().into());
+            }
+        }
+    }
+    Ok(Json(json!({
+        "info": text,
+        "items": {"parameters": text},
+        "parameters": parameters,
+    })))
+}
