@@ -17,11 +17,27 @@ let page: Page;
 
 const galleryItems = () => page.getByTestId('gallery-item');
 
-async function setField(label: string, value: string) {
+async function openAdvanced() {
   const advanced = page.locator('details.advanced');
   if (!(await advanced.evaluate((el) => (el as HTMLDetailsElement).open))) await advanced.locator('summary').click();
+}
+
+async function setField(label: string, value: string) {
+  await openAdvanced();
   await page.getByLabel(label, { exact: true }).fill(value);
 }
+
+/** Steps and a sampler that take one model call per step, so progress counts to the steps asked for (PNDM,
+ * the real worker's default, takes one more call than its steps). */
+async function setStepsOneCallEach(steps: number) {
+  await openAdvanced();
+  await page.getByLabel('Sampler', { exact: true }).selectOption('euler');
+  await setField('Steps', String(steps));
+}
+
+/** Enough steps that a job is still running when the test acts on it: the tiny real model takes ~25 ms a
+ * step, so 150 (the worker's most) last seconds; the mock takes 80 ms a step anyway. */
+const longJobSteps = () => (target.kind === 'mock' ? 40 : 150);
 
 function solidPng(width: number, height: number): Buffer {
   return encodePng(width, height, new Uint8Array(width * height * 4).fill(90));
@@ -105,10 +121,11 @@ describe('the app, one session', () => {
       await fetch(`${target.url}/v1/jobs`, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ operation: 'image_generation', prompt: 'a long job', steps: 150 }),
+        // 128×128 at the most steps: ~15 s on the real tiny model, so it outlasts the wait for our queued job.
+        body: JSON.stringify({ operation: 'image_generation', prompt: 'a long job', steps: 150, width: 128, height: 128 }),
       })
     ).json()) as { job_id: string };
-    await setField('Steps', '150');
+    await setStepsOneCallEach(150);
     await page.getByRole('button', { name: 'Generate' }).click();
     await waitForStatus(/Queued: position 1/);
     await screenshot(page, '04-txt2img-queued');
@@ -223,11 +240,12 @@ describe('the app, one session', () => {
 
   it('picks a running job up again after a reload, and saves its image', async () => {
     await page.getByLabel('Prompt', { exact: true }).fill('a job that outlives its page');
-    await setField('Steps', '40');
+    const steps = longJobSteps();
+    await setStepsOneCallEach(steps);
     await page.getByRole('button', { name: 'Generate' }).click();
-    await waitForStatus(/Step \d+ of 40/);
+    await waitForStatus(new RegExp(`Step \\d+ of ${steps}`));
     await page.reload();
-    await waitForStatus(/Step \d+ of 40|Done/);
+    await waitForStatus(new RegExp(`Step \\d+ of ${steps}|Done`));
     await page.getByTestId('result-image').first().waitFor({ timeout: 60_000 });
     await page.waitForFunction(() => document.querySelectorAll('[data-testid="gallery-item"]').length === 3);
     expect(await galleryItems().first().textContent()).toContain('a job that outlives its page');
