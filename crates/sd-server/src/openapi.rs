@@ -52,6 +52,8 @@ impl Modify for ApiKeyAuth {
 /// The full document (every router's paths).
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut document = NativeApi::openapi();
+    document.merge(crate::routes::openai::OpenAiApi::openapi());
+    document.merge(crate::routes::a1111::A1111Api::openapi());
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
     document
 }

@@ -344,6 +344,45 @@ async fn inpainting_only_masked_pastes_into_the_original() {
     assert!(text.contains("Mask blur: 2, Version"), "{text}");
 }
 
+#[tokio::test]
+async fn inverted_masks_repaint_the_outside_and_fill_is_the_default() {
+    let app = app(Duration::ZERO).await;
+    let original = RgbImage::from_pixel(96, 80, Rgb([10, 20, 30]));
+    let mut mask = GrayImage::new(96, 80);
+    for x in 40..56 {
+        for y in 30..46 {
+            mask.put_pixel(x, y, Luma([255]));
+        }
+    }
+    let response = post_ok(
+        &app,
+        "/sdapi/v1/img2img",
+        json!({
+            "init_images": [b64(&png(DynamicImage::ImageRgb8(original)))],
+            "mask": b64(&png(DynamicImage::ImageLuma8(mask))),
+            "prompt": "p", "width": 64, "height": 64, "steps": 2, "seed": 4,
+            "mask_blur": 0, "inpainting_mask_invert": 1,
+        }),
+    )
+    .await;
+    let bytes = unb64(response["images"][0].as_str().unwrap());
+    let result = image::load_from_memory(&bytes).unwrap().to_rgb8();
+    assert_eq!(result.dimensions(), (96, 80));
+    assert_eq!(
+        *result.get_pixel(47, 37),
+        Rgb([10, 20, 30]),
+        "the square is kept"
+    );
+    assert_ne!(
+        *result.get_pixel(2, 2),
+        Rgb([10, 20, 30]),
+        "the rest is repainted"
+    );
+    let info = info(&response);
+    assert_eq!(info["extra_generation_params"]["Mask blur"], 0);
+    assert_eq!(info["denoising_strength"], 0.75, "A1111's img2img default");
+}
+
 /// Runs a slow A1111 request in the background and returns its handle.
 fn spawn_txt2img(app: &TestApp, body: Value) -> tokio::task::JoinHandle<common::Reply> {
     let router = app.router.clone();

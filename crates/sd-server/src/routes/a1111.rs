@@ -49,6 +49,54 @@ pub fn routes() -> Router<AppState> {
         .layer(Extension(Arc::new(A1111State::default())))
 }
 
+/// The A1111 routes' part of `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        generate::txt2img, generate::img2img, progress::progress, progress::interrupt, progress::skip,
+        probes::options, probes::set_options, probes::samplers, probes::schedulers, probes::sd_models,
+        probes::cmd_flags, probes::memory, probes::png_info, probes::embeddings, probes::scripts,
+        probes::upscalers,
+    ),
+    modifiers(&SimpleRoutes),
+    tags((name = "a1111", description = "AUTOMATIC1111 web UI API (/sdapi/v1)"))
+)]
+pub struct A1111Api;
+
+/// Documents the routes that answer a constant (empty lists, no-op refreshes).
+struct SimpleRoutes;
+
+impl utoipa::Modify for SimpleRoutes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+        use utoipa::openapi::ResponseBuilder;
+        let operation = |summary: &str, description: &str| {
+            OperationBuilder::new()
+                .tag("a1111")
+                .summary(Some(summary))
+                .response(
+                    "200",
+                    ResponseBuilder::new().description(description).build(),
+                )
+                .build()
+        };
+        for path in probes::EMPTY_LISTS {
+            openapi.paths.add_path_operation(
+                path,
+                vec![HttpMethod::Get],
+                operation("A1111: a list this worker has nothing in", "`[]`"),
+            );
+        }
+        for path in probes::NO_OPS {
+            openapi.paths.add_path_operation(
+                path,
+                vec![HttpMethod::Post],
+                operation("A1111: nothing to refresh or reload", "`null`"),
+            );
+        }
+    }
+}
+
 /// What the A1111 layer remembers between requests: the requests in flight (for `progress`, `interrupt`,
 /// `skip`) and the options clients set.
 #[derive(Debug, Default)]

@@ -37,6 +37,15 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .layer(Extension(signer))
 }
 
+/// The OpenAI routes' part of `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(generations::generate, edits::edit, models, model, output::file),
+    components(schemas(generations::GenerationBody, error::OpenAiErrorBody, error::OpenAiErrorDetail)),
+    tags((name = "openai", description = "OpenAI Images API"))
+)]
+pub struct OpenAiApi;
+
 /// The model id clients see: the model's folder or repository name.
 fn model_id(app: &AppState) -> Option<String> {
     app.engine
@@ -48,13 +57,18 @@ fn model_object(id: &str) -> Value {
     json!({"id": id, "object": "model", "created": 0, "owned_by": "sd-worker"})
 }
 
-/// `GET /v1/models`: the loaded model, in OpenAI's list format.
+/// OpenAI: the loaded model, in OpenAI's list format.
+#[utoipa::path(get, path = "/v1/models", tag = "openai",
+    responses((status = 200, description = "`{object: \"list\", data: [{id, object: \"model\", created, owned_by}]}`", body = Object),
+        (status = 401, body = error::OpenAiErrorBody)))]
 async fn models(State(app): State<AppState>) -> Json<Value> {
     let data: Vec<Value> = model_id(&app).iter().map(|id| model_object(id)).collect();
     Json(json!({"object": "list", "data": data}))
 }
 
-/// `GET /v1/models/{id}`.
+/// OpenAI: one model.
+#[utoipa::path(get, path = "/v1/models/{id}", tag = "openai", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = error::OpenAiErrorBody)))]
 async fn model(
     State(app): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,

@@ -22,6 +22,16 @@ use crate::error::ApiError;
 use crate::routes::jobs::not_ready;
 use crate::state::AppState;
 
+/// A1111: text to image.
+#[utoipa::path(post, path = "/sdapi/v1/txt2img", tag = "a1111",
+    request_body(content = Object, description = "A1111's txt2img request (see COMPAT.md for the fields \
+        that are used, ignored or refused)"),
+    responses(
+        (status = 200, description = "`{images: [base64 PNG], parameters: {...}, info: \"<JSON string>\"}`", body = Object),
+        (status = 422, description = "A field is invalid or unsupported (`error.field` names it)", body = Object),
+        (status = 401, description = "Missing or wrong API key (Bearer, or HTTP Basic password)", body = Object),
+        (status = 429, description = "Queue full", body = Object),
+    ))]
 pub async fn txt2img(
     State(app): State<AppState>,
     Extension(state): Extension<Arc<A1111State>>,
@@ -30,6 +40,15 @@ pub async fn txt2img(
     handle(app, state, body, Mode::Txt2Img).await
 }
 
+/// A1111: image to image and inpainting.
+#[utoipa::path(post, path = "/sdapi/v1/img2img", tag = "a1111",
+    request_body(content = Object, description = "A1111's img2img request: `init_images`, \
+        `denoising_strength`, `resize_mode`, `mask`, `mask_blur`, `inpainting_fill`, `inpaint_full_res`, \
+        `inpaint_full_res_padding`, `inpainting_mask_invert`, `include_init_images` and the txt2img fields"),
+    responses(
+        (status = 200, description = "`{images, parameters, info}`", body = Object),
+        (status = 422, description = "A field is invalid or unsupported", body = Object),
+    ))]
 pub async fn img2img(
     State(app): State<AppState>,
     Extension(state): Extension<Arc<A1111State>>,

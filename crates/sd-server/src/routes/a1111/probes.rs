@@ -66,6 +66,7 @@ impl Checkpoint {
     }
 }
 
+#[utoipa::path(get, path = "/sdapi/v1/sd-models", tag = "a1111", responses((status = 200, description = "The loaded model: `[{title, model_name, hash, sha256, filename, config}]`", body = Object)))]
 pub async fn sd_models(State(app): State<AppState>) -> Json<Value> {
     let models: Vec<Value> = checkpoint(&app)
         .map(|checkpoint| {
@@ -83,6 +84,7 @@ pub async fn sd_models(State(app): State<AppState>) -> Json<Value> {
     Json(Value::Array(models))
 }
 
+#[utoipa::path(get, path = "/sdapi/v1/samplers", tag = "a1111", responses((status = 200, description = "`[{name, aliases, options}]` with A1111's names", body = Object)))]
 pub async fn samplers() -> Json<Value> {
     let samplers: Vec<Value> = SamplerKind::all()
         .iter()
@@ -108,6 +110,7 @@ pub async fn samplers() -> Json<Value> {
     Json(Value::Array(samplers))
 }
 
+#[utoipa::path(get, path = "/sdapi/v1/schedulers", tag = "a1111", responses((status = 200, description = "Automatic and Karras", body = Object)))]
 pub async fn schedulers() -> Json<Value> {
     Json(json!([
         {"name": "automatic", "label": "Automatic", "aliases": null, "default_rho": -1.0, "need_inner_model": false},
@@ -145,6 +148,7 @@ fn default_options(app: &AppState) -> Map<String, Value> {
     }
 }
 
+#[utoipa::path(get, path = "/sdapi/v1/options", tag = "a1111", responses((status = 200, description = "`sd_model_checkpoint`, `CLIP_stop_at_last_layers`, ... and what clients set", body = Object)))]
 pub async fn options(
     State(app): State<AppState>,
     Extension(state): Extension<Arc<A1111State>>,
@@ -160,6 +164,7 @@ pub async fn options(
 
 /// `POST /sdapi/v1/options`: `sd_model_checkpoint` must name the loaded model (this worker serves one);
 /// everything else is remembered and reported back; `CLIP_stop_at_last_layers` applies to later requests.
+#[utoipa::path(post, path = "/sdapi/v1/options", tag = "a1111", responses((status = 200, description = "`null`; `sd_model_checkpoint` must name the loaded model (else 422)", body = Object)))]
 pub async fn set_options(
     State(app): State<AppState>,
     Extension(state): Extension<Arc<A1111State>>,
@@ -196,6 +201,7 @@ pub async fn set_options(
     Ok(Json(Value::Null))
 }
 
+#[utoipa::path(get, path = "/sdapi/v1/cmd-flags", tag = "a1111", responses((status = 200, description = "A few of A1111's flags", body = Object)))]
 pub async fn cmd_flags(State(app): State<AppState>) -> Json<Value> {
     let info = app.engine.model_info();
     Json(json!({
@@ -241,61 +247,68 @@ fn ram() -> Value {
     }
 }
 
+#[utoipa::path(get, path = "/sdapi/v1/memory", tag = "a1111", responses((status = 200, description = "`{ram: {free, used, total}, cuda: {error}}`", body = Object)))]
 pub async fn memory() -> Json<Value> {
     Json(json!({"ram": ram(), "cuda": {"error": "not reported by sd-worker"}}))
 }
 
+#[utoipa::path(get, path = "/sdapi/v1/embeddings", tag = "a1111", responses((status = 200, description = "`{loaded: {}, skipped: {}}`", body = Object)))]
 pub async fn embeddings() -> Json<Value> {
     Json(json!({"loaded": {}, "skipped": {}}))
 }
 
+#[utoipa::path(get, path = "/sdapi/v1/scripts", tag = "a1111", responses((status = 200, description = "`{txt2img: [], img2img: []}`", body = Object)))]
 pub async fn scripts() -> Json<Value> {
     Json(json!({"txt2img": [], "img2img": []}))
 }
 
+#[utoipa::path(get, path = "/sdapi/v1/upscalers", tag = "a1111", responses((status = 200, description = "Only `None`", body = Object)))]
 pub async fn upscalers() -> Json<Value> {
     Json(
         json!([{"name": "None", "model_name": null, "model_path": null, "model_url": null, "scale": 4.0}]),
     )
 }
 
-/// Lists of things this worker has none of.
+/// `GET` routes listing things this worker has none of: they answer `[]`.
+pub const EMPTY_LISTS: [&str; 10] = [
+    "/sdapi/v1/sd-vae",
+    "/sdapi/v1/sd-modules",
+    "/sdapi/v1/loras",
+    "/sdapi/v1/hypernetworks",
+    "/sdapi/v1/face-restorers",
+    "/sdapi/v1/realesrgan-models",
+    "/sdapi/v1/prompt-styles",
+    "/sdapi/v1/latent-upscale-modes",
+    "/sdapi/v1/script-info",
+    "/sdapi/v1/extensions",
+];
+
+/// `POST` refresh and reload requests: nothing to refresh, the one model stays loaded; they answer `null`.
+pub const NO_OPS: [&str; 6] = [
+    "/sdapi/v1/refresh-checkpoints",
+    "/sdapi/v1/refresh-vae",
+    "/sdapi/v1/refresh-loras",
+    "/sdapi/v1/refresh-embeddings",
+    "/sdapi/v1/reload-checkpoint",
+    "/sdapi/v1/unload-checkpoint",
+];
+
 pub fn empty_lists() -> Router<AppState> {
     let empty = || async { Json(json!([])) };
-    [
-        "/sdapi/v1/sd-vae",
-        "/sdapi/v1/sd-modules",
-        "/sdapi/v1/loras",
-        "/sdapi/v1/hypernetworks",
-        "/sdapi/v1/face-restorers",
-        "/sdapi/v1/realesrgan-models",
-        "/sdapi/v1/prompt-styles",
-        "/sdapi/v1/latent-upscale-modes",
-        "/sdapi/v1/script-info",
-        "/sdapi/v1/extensions",
-    ]
-    .into_iter()
-    .fold(Router::new(), |router, path| router.route(path, get(empty)))
+    EMPTY_LISTS
+        .into_iter()
+        .fold(Router::new(), |router, path| router.route(path, get(empty)))
 }
 
-/// Refresh and reload requests: nothing to refresh, the one model stays loaded.
 pub fn no_ops() -> Router<AppState> {
     let nothing = || async { Json(Value::Null) };
-    [
-        "/sdapi/v1/refresh-checkpoints",
-        "/sdapi/v1/refresh-vae",
-        "/sdapi/v1/refresh-loras",
-        "/sdapi/v1/refresh-embeddings",
-        "/sdapi/v1/reload-checkpoint",
-        "/sdapi/v1/unload-checkpoint",
-    ]
-    .into_iter()
-    .fold(Router::new(), |router, path| {
+    NO_OPS.into_iter().fold(Router::new(), |router, path| {
         router.route(path, post(nothing))
     })
 }
 
 /// `POST /sdapi/v1/png-info`: the infotext of an image, raw and parsed as A1111 parses it.
+#[utoipa::path(post, path = "/sdapi/v1/png-info", tag = "a1111", responses((status = 200, description = "`{info, items: {parameters}, parameters: {parsed fields}}` from `{image: base64}`", body = Object)))]
 pub async fn png_info(
     State(app): State<AppState>,
     body: Result<Bytes, BytesRejection>,

@@ -29,6 +29,11 @@ fn current(app: &AppState, state: &A1111State) -> Option<Arc<Task>> {
     })
 }
 
+/// A1111: progress of the A1111 request in flight.
+#[utoipa::path(get, path = "/sdapi/v1/progress", tag = "a1111",
+    params(("skip_current_image" = Option<bool>, Query)),
+    responses((status = 200, description = "`{progress, eta_relative, state: {skipped, interrupted, job, job_count, \
+        job_timestamp, job_no, sampling_step, sampling_steps}, current_image, textinfo}`", body = Object)))]
 pub async fn progress(
     State(app): State<AppState>,
     Extension(state): Extension<Arc<A1111State>>,
@@ -119,6 +124,8 @@ pub async fn progress(
     }))
 }
 
+/// A1111: stop the A1111 request in flight (it answers with the images finished so far).
+#[utoipa::path(post, path = "/sdapi/v1/interrupt", tag = "a1111", responses((status = 200, body = Object)))]
 pub async fn interrupt(
     State(app): State<AppState>,
     Extension(state): Extension<Arc<A1111State>>,
@@ -129,6 +136,8 @@ pub async fn interrupt(
     Json(json!({}))
 }
 
+/// A1111: drop the batch in progress; later batches still run.
+#[utoipa::path(post, path = "/sdapi/v1/skip", tag = "a1111", responses((status = 200, body = Object)))]
 pub async fn skip(
     State(app): State<AppState>,
     Extension(state): Extension<Arc<A1111State>>,

@@ -211,7 +211,19 @@ fn plan(form: Form, model: &ModelInfo, limits: &Limits) -> Result<Plan, OpenAiEr
     })
 }
 
-/// Edit an image.
+/// OpenAI: edit an image (multipart/form-data).
+#[utoipa::path(post, path = "/v1/images/edits", tag = "openai",
+    request_body(content = Object, content_type = "multipart/form-data", description = "`image` (or `image[]`, \
+        one file), `mask` (PNG; transparent = repaint), `prompt`, `n`, `size` (`WxH` or `auto`: the input's size, \
+        scaled down to the model's native pixel count), `response_format`, `output_format`, `output_compression`, \
+        `stream`, `partial_images`; extensions `negative_prompt`, `steps`, `guidance_scale`, `seed`, `sampler`, \
+        `clip_skip`, `strength` (default 1.0 with a mask, 0.8 without)"),
+    responses(
+        (status = 200, description = "As for generations; streaming events are `image_edit.*`", body = Object),
+        (status = 400, description = "Invalid parameter", body = super::error::OpenAiErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = super::error::OpenAiErrorBody),
+        (status = 429, description = "Queue full", body = super::error::OpenAiErrorBody),
+    ))]
 pub async fn edit(
     State(app): State<AppState>,
     Extension(signer): Extension<Arc<UrlSigner>>,

@@ -14,14 +14,16 @@ use serde_json::Value;
 use crate::compat::CompatError;
 use crate::error::{ApiError, FieldError};
 
-#[derive(Debug, Serialize)]
+/// OpenAI's error body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OpenAiErrorBody {
     pub error: OpenAiErrorDetail,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OpenAiErrorDetail {
     pub message: String,
+    /// `invalid_request_error`, `requests` (429) or `server_error`.
     #[serde(rename = "type")]
     pub kind: String,
     pub param: Option<String>,

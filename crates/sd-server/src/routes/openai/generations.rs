@@ -17,7 +17,7 @@ use sd_engine::Operation;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::error::OpenAiError;
+use super::error::{OpenAiError, OpenAiErrorBody};
 use super::output::{self, ImageData};
 use super::stream;
 use crate::compat::run::{self, Control};
@@ -31,7 +31,7 @@ pub const MAX_N: i64 = 10;
 
 /// The request body. Every field is optional here so validation can name what is wrong. Fields not listed
 /// (`model`, `style`, `user`, `moderation`, ...) are accepted and ignored.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct GenerationBody {
     pub prompt: Option<String>,
     pub n: Option<i64>,
@@ -53,7 +53,10 @@ pub struct GenerationBody {
     pub negative_prompt: Option<String>,
     pub steps: Option<i64>,
     pub guidance_scale: Option<f64>,
+    /// Seed of image 0; image i uses seed + i. -1 or absent: random.
+    #[schema(value_type = Option<i64>)]
     pub seed: Option<i128>,
+    /// Our sampler names or A1111's (`euler_a`, `Euler a`, `DPM++ 2M Karras`, ...).
     pub sampler: Option<String>,
     pub clip_skip: Option<i64>,
 }
@@ -221,7 +224,17 @@ pub fn model_or_not_ready(app: &AppState) -> Result<Arc<ModelInfo>, OpenAiError>
         .ok_or_else(|| not_ready(app.engine.readiness()).into())
 }
 
-/// Generate images.
+/// OpenAI: generate images.
+#[utoipa::path(post, path = "/v1/images/generations", tag = "openai", request_body = GenerationBody,
+    responses(
+        (status = 200, description = "`{created, data: [{b64_json | url, revised_prompt}], output_format, size}`; \
+            with `stream: true`, Server-Sent Events `image_generation.partial_image` and \
+            `image_generation.completed` (OpenAI's shapes), then `data: [DONE]`", body = Object),
+        (status = 400, description = "Invalid parameter (`param` names it)", body = OpenAiErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = OpenAiErrorBody),
+        (status = 429, description = "Queue full; see Retry-After", body = OpenAiErrorBody),
+        (status = 503, description = "Model loading or shutting down", body = OpenAiErrorBody),
+    ))]
 pub async fn generate(
     State(app): State<AppState>,
     Extension(signer): Extension<Arc<UrlSigner>>,

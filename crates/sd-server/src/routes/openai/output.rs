@@ -174,7 +174,15 @@ pub struct SignedQuery {
     pub signature: Option<String>,
 }
 
-/// `GET /v1/images/files/{job_id}/{file}`: an image behind a signed URL (no API key needed).
+/// OpenAI: an image behind a signed URL from `response_format: url` (no API key needed).
+#[utoipa::path(get, path = "/v1/images/files/{job_id}/{file}", tag = "openai", security(()),
+    params(("job_id" = String, Path), ("file" = String, Path, description = "`N.png`, `N.webp` or `N-qQ.jpeg`"),
+        ("expires" = u64, Query, description = "Unix time"), ("signature" = String, Query)),
+    responses(
+        (status = 200, description = "The image with its A1111 infotext", content_type = "image/png", body = Vec<u8>),
+        (status = 403, description = "Unsigned, tampered or expired link", body = super::error::OpenAiErrorBody),
+        (status = 404, description = "The image expired", body = super::error::OpenAiErrorBody),
+    ))]
 pub async fn file(
     State(app): State<AppState>,
     Extension(signer): Extension<Arc<UrlSigner>>,
