@@ -641,3 +641,24 @@ async fn valid_transform_and_inpaint_requests_are_queued_with_their_images() {
         .await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text());
 }
+
+#[tokio::test]
+async fn an_input_of_another_size_is_fitted_and_the_output_size_reported() {
+    let app = common::app(Duration::ZERO).await;
+    let reply = app
+        .post_json(
+            "/v1/jobs",
+            &json!({"operation": "image_transform", "prompt": "p", "input_image": png(100, 70),
+                "resize_mode": "fill"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text());
+    let id = reply.json()["job_id"].as_str().unwrap().to_string();
+    let job = app.get(&format!("/v1/jobs/{id}")).await.json();
+    // Without width/height the output takes the input's size rounded down to multiples of 8.
+    assert_eq!(
+        (job["width"].as_u64(), job["height"].as_u64()),
+        (Some(96), Some(64)),
+        "{job}"
+    );
+}

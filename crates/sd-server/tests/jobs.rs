@@ -261,6 +261,11 @@ async fn status_list_and_defaults_from_the_model() {
     let job = app.wait_status(&running, "running").await;
     assert_eq!(job["operation"], "image_generation");
     assert!(job["seeds"][0].is_u64(), "a random seed is reported: {job}");
+    assert_eq!(
+        (job["width"].as_u64(), job["height"].as_u64()),
+        (Some(64), Some(64)),
+        "output size: {job}"
+    );
     let waiting_job = app.get(&format!("/v1/jobs/{waiting}")).await.json();
     assert_eq!(
         (

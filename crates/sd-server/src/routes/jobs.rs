@@ -50,6 +50,9 @@ pub struct JobView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
     pub seeds: Vec<u64>,
+    /// Output size in pixels (input images are resized to it).
+    pub width: usize,
+    pub height: usize,
     /// RFC 3339.
     pub created_at: String,
     pub started_at: Option<String>,
@@ -103,6 +106,8 @@ impl From<JobSnapshot> for JobView {
             position: job.position,
             progress: job.progress,
             seeds: job.seeds,
+            width: job.width,
+            height: job.height,
             created_at: rfc3339(job.created_at),
             started_at: job.started_at.map(rfc3339),
             finished_at: job.finished_at.map(rfc3339),
