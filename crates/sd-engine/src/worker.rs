@@ -86,7 +86,7 @@ fn next_job(shared: &Shared) -> Option<ActiveJob> {
             state.running = Some(id.clone());
             state.announce_positions();
             shared.metrics.started(queue_ms / 1000.0);
-            tracing::info!(job = %id, queue_ms, "job started");
+            tracing::debug!(job = %id, queue_ms, "job started");
             return Some(ActiveJob {
                 id,
                 request,

@@ -356,3 +356,37 @@ async fn metrics_name_queue_outcomes_and_timings() {
         assert!(text.contains(name), "{name} missing from\n{text}");
     }
 }
+
+#[tokio::test]
+async fn previews_are_rate_limited() {
+    let hourly = EngineConfig {
+        preview_interval: Some(Duration::from_secs(3600)),
+        ..config()
+    };
+    let engine = engine_with(Duration::ZERO, hourly).await;
+    let job = engine.submit(request("x", 10, vec![1])).unwrap();
+    let seen = events(&engine, &job.id).await;
+    let previews = seen
+        .iter()
+        .filter(|event| event.name() == "preview")
+        .count();
+    let progress = seen
+        .iter()
+        .filter(|event| event.name() == "progress")
+        .count();
+    assert_eq!((previews, progress), (1, 10));
+
+    let none = engine_with(
+        Duration::ZERO,
+        EngineConfig {
+            preview_interval: None,
+            ..config()
+        },
+    )
+    .await;
+    let job = none.submit(request("x", 3, vec![1])).unwrap();
+    assert!(!events(&none, &job.id)
+        .await
+        .iter()
+        .any(|event| event.name() == "preview"));
+}

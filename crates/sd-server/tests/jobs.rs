@@ -329,3 +329,25 @@ async fn a_failing_job_fails_alone_and_the_worker_keeps_serving() {
     let fine = app.submit(generation("fine")).await;
     app.wait_status(&fine, "succeeded").await;
 }
+
+#[tokio::test]
+async fn a_client_that_disconnects_does_not_lose_its_job() {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let app = app(Duration::from_millis(20)).await;
+    let id = app.submit(generation("walk away")).await;
+    let request = axum::http::Request::get(format!("/v1/jobs/{id}/stream"))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.router.clone().oneshot(request).await.unwrap();
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(first.is_data());
+    drop(body);
+    let job = app.wait_status(&id, "succeeded").await;
+    assert_eq!(job["result"]["images"].as_array().unwrap().len(), 1);
+    let events = app.stream(&id).await;
+    assert_eq!(events[0].event.as_deref(), Some("complete"));
+}

@@ -31,3 +31,8 @@ async fn sigterm() {
 async fn orchestrator_flags_and_heartbeat() {
     common::scenario_orchestrator_flags_and_heartbeat(FAKE).await;
 }
+
+#[tokio::test]
+async fn transform_and_inpaint_jobs_complete() {
+    common::scenario_transform_and_inpaint(FAKE).await;
+}

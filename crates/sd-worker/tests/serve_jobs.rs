@@ -14,3 +14,8 @@ async fn submit_and_stream_to_done_with_a_png() {
 async fn cancel_queued_and_running_jobs() {
     common::scenario_cancel(&tiny_model()).await;
 }
+
+#[tokio::test]
+async fn transform_and_inpaint_jobs_complete() {
+    common::scenario_transform_and_inpaint(&tiny_model()).await;
+}

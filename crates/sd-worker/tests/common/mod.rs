@@ -417,3 +417,50 @@ pub async fn scenario_orchestrator_flags_and_heartbeat(model: &str) {
         "stopping"
     );
 }
+
+fn png_base64(width: u32, height: u32) -> String {
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 4) as u8, 128])
+    });
+    let mut bytes = Vec::new();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub async fn scenario_transform_and_inpaint(model: &str) {
+    let worker = Worker::start(model, &[]);
+    worker.wait_ready(Duration::from_secs(120)).await;
+    let transform = submit(
+        &worker,
+        &json!({"operation": "image_transform", "prompt": "repaint", "steps": 4,
+        "strength": 0.5, "seed": 3, "input_image": png_base64(64, 64)}),
+    )
+    .await;
+    let inpaint = submit(
+        &worker,
+        &json!({"operation": "image_inpaint", "prompt": "fill", "steps": 4,
+        "seed": 3, "init_image": png_base64(64, 64), "mask_image": png_base64(64, 64)}),
+    )
+    .await;
+    for id in [transform, inpaint] {
+        let done = wait_status(&worker, &id, &["succeeded", "failed"]).await;
+        assert_eq!(done["status"], "succeeded", "{done}\n{}", worker.log());
+        let png = reqwest::get(worker.url(&format!("/v1/jobs/{id}/images/0")))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let image = image::load_from_memory(&png).unwrap();
+        assert_eq!(
+            (image.width(), image.height()),
+            (64, 64),
+            "the input image's size is the default"
+        );
+    }
+}
