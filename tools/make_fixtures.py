@@ -246,7 +246,7 @@ SD21_TOKENIZER_NAME = "hf-models/stable-diffusion-v2-768x768/tokenizer"
 SD15_MODEL_INDEX = {
     "_class_name": "StableDiffusionPipeline",
     "_diffusers_version": "0.6.0",
-    "feature_extractor": ["transformers", "CLIPImageProcessor"],
+    "feature_extractor": ["transformers", "CLIPFeatureExtractor"],
     "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
     "scheduler": ["diffusers", "PNDMScheduler"],
     "text_encoder": ["transformers", "CLIPTextModel"],
@@ -257,7 +257,7 @@ SD15_MODEL_INDEX = {
 SD21_MODEL_INDEX = {
     "_class_name": "StableDiffusionPipeline",
     "_diffusers_version": "0.10.0.dev0",
-    "feature_extractor": ["transformers", "CLIPImageProcessor"],
+    "feature_extractor": ["transformers", "CLIPFeatureExtractor"],
     "requires_safety_checker": False,
     "safety_checker": [None, None],
     "scheduler": ["diffusers", "DDIMScheduler"],
@@ -848,8 +848,23 @@ def run_case(pipes, c, init_image, mask_image, prompt_embeds=None):
     with torch.no_grad():
         images = pipe(**kwargs).images
     config = dict(pipe.scheduler.config)
+    config["_trace"] = scheduler_trace(pipe.scheduler)
     pipe.scheduler = original
     return images, config
+
+
+def scheduler_trace(scheduler):
+    """The schedule the run used, for debugging a port: the full `steps` schedule (img2img/inpaint start at
+    `begin_index`), `sigmas` for the sigma-based schedulers."""
+    trace = {
+        "timesteps": [float(t) for t in scheduler.timesteps],
+        "init_noise_sigma": float(scheduler.init_noise_sigma),
+        "begin_index": getattr(scheduler, "begin_index", None),
+    }
+    sigmas = getattr(scheduler, "sigmas", None)
+    if isinstance(sigmas, torch.Tensor):
+        trace["sigmas"] = [float(x) for x in sigmas]
+    return trace
 
 
 def effective_scheduler_config(config):
@@ -957,6 +972,7 @@ def write_model_goldens(name, model_dir, cases, init_png, mask_png, with_pipelin
                 png=f"{c['name']}.png",
                 scheduler_class=config.get("_class_name") or type(p32[c["pipeline"]].scheduler).__name__,
                 scheduler_config=effective_scheduler_config(config),
+                scheduler_trace=config["_trace"],
                 f64_max_abs_diff_255=round(diff, 6),
                 shape=list(img32.shape),
             )
@@ -1058,10 +1074,8 @@ def write_full_size(out_root):
         del vae
         write_json(out / "vae" / "config.json", spec["vae"])
 
-        te_config = CLIPTextConfig(**{k: v for k, v in spec["te"].items() if k not in ("_name_or_path",
-                                                                                       "architectures",
-                                                                                       "torch_dtype",
-                                                                                       "transformers_version")})
+        skip = ("_name_or_path", "architectures", "model_type", "torch_dtype", "transformers_version")
+        te_config = CLIPTextConfig(**{k: v for k, v in spec["te"].items() if k not in skip})
         te = CLIPTextModel(te_config).to(torch.float16)
         te.save_pretrained(str(out / "text_encoder"), safe_serialization=True)
         del te
@@ -1072,6 +1086,9 @@ def write_full_size(out_root):
                                                          torch_dtype=torch.float16)
         assert loaded.tokenizer.pad_token == spec["pad"] and len(loaded.tokenizer) == 49408
         assert loaded.unet.config.cross_attention_dim == spec["te"]["hidden_size"]
+        with safe_open(str(out / "text_encoder" / "model.safetensors"), "pt") as f:
+            stored = f.get_tensor("text_model.encoder.layers.0.self_attn.q_proj.weight")
+        assert torch.equal(stored, loaded.text_encoder.encoder.layers[0].self_attn.q_proj.weight.detach())
         counts = {k: sum(p.numel() for p in getattr(loaded, k).parameters()) for k in ("text_encoder", "unet", "vae")}
         del loaded
         print(f"{name}: loads in diffusers; parameters {counts}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the tiny SDXL / SDXL-inpainting / SDXL-Turbo fixtures and the diffusers goldens the Rust tests compare against.
+"""Writes the tiny SDXL, SDXL-inpainting and SDXL-Turbo fixtures and the diffusers goldens the Rust tests use.
 
     python3 tools/make_sdxl_fixtures.py                      # tests/fixtures/models/tiny-sdxl* and golden/tiny-sdxl*
     python3 tools/make_sdxl_fixtures.py --models-only        # only the model folders (+ text/unet/vae goldens)
@@ -264,11 +264,10 @@ def set_sampler(pipe, sampler):
 
 
 def write_json(path, obj):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    # One writer for every fixture script: valid JSON (no infinities) the Rust tests can parse.
+    from make_fixtures import write_json as write_fixture_json
+
+    write_fixture_json(path, obj)
 
 
 def save_tensors(path, tensors):
@@ -845,6 +844,38 @@ def load_pipelines(model_dir, dtype):
     return out
 
 
+class RandnRecorder:
+    """Logs every randn_tensor call diffusers makes during a pipeline call (who asked and for what shape), so the
+    Rust side can reproduce the order of draws from each seed's generator. With a list of generators,
+    randn_tensor draws one [1, ...] slice of the shape from each generator in turn."""
+
+    def __init__(self):
+        self.original = diffusers_torch_utils.randn_tensor
+        self.patched = []
+        self.draws = []
+
+    def _randn(self, shape, generator=None, device=None, dtype=None, layout=None):
+        caller = sys._getframe(1).f_code.co_qualname
+        entry = {"by": caller, "shape": [int(v) for v in shape]}
+        if self.draws and {k: self.draws[-1][k] for k in entry} == entry:
+            self.draws[-1]["count"] += 1
+        else:
+            self.draws.append({**entry, "count": 1})
+        return self.original(shape, generator=generator, device=device, dtype=dtype, layout=layout)
+
+    def __enter__(self):
+        for name, mod in list(sys.modules.items()):
+            if name.startswith("diffusers") and getattr(mod, "randn_tensor", None) is self.original:
+                mod.randn_tensor = self._randn
+                self.patched.append(mod)
+        return self
+
+    def __exit__(self, *exc):
+        for mod in self.patched:
+            mod.randn_tensor = self.original
+        self.patched = []
+
+
 class UnetRecorder:
     """Records what each pipeline call hands the UNet: timesteps and the added conditions (time ids)."""
 
@@ -894,15 +925,16 @@ def run_case(pipes, c, init_image, mask_image, embeds=None):
     original = pipe.scheduler
     set_sampler(pipe, c["sampler"])
     recorder = UnetRecorder(pipe.unet)
+    draws = RandnRecorder()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), draws:
             images = pipe(**pipeline_kwargs(c, init_image, mask_image, embeds)).images
     finally:
         recorder.close()
     config = dict(pipe.scheduler.config)
     scheduler_class = type(pipe.scheduler).__name__
     pipe.scheduler = original
-    return images, config, scheduler_class, recorder.calls
+    return images, config, scheduler_class, (recorder.calls, draws.draws)
 
 
 def effective_scheduler_config(config):
@@ -1069,7 +1101,9 @@ def write_model_goldens(name, model_dir, cases, init_png, mask_png, with_pipelin
                 f64_max_abs_diff_255=round(diff, 6),
                 shape=list(img32.shape),
             )
-            entry.update(conditioning_record(c, calls, p32[c["pipeline"]]))
+            unet_calls, draws = calls
+            entry.update(conditioning_record(c, unet_calls, p32[c["pipeline"]]))
+            entry["random_draws"] = draws
             doc["cases"].append(entry)
             print(f"  {name} {c['name']}: f32 vs f64 max {diff:.4f}/255, unet timesteps {entry['unet_timesteps']}")
         print(f"  {name}: worst pipeline f32 vs f64 {worst:.4f}/255")

@@ -218,3 +218,24 @@ fn clip_skip_changes_the_image_and_bad_sizes_are_refused() {
         .to_string();
     assert!(err.contains("multiples of 8"), "{err}");
 }
+
+#[test]
+fn sdxl_text_to_image_matches_diffusers() {
+    assert!(run_cases("tiny-sdxl", &is("txt2img")) >= 6);
+}
+
+#[test]
+fn sdxl_image_to_image_matches_diffusers() {
+    assert!(run_cases("tiny-sdxl", &is("img2img")) >= 4);
+}
+
+#[test]
+fn sdxl_inpainting_matches_diffusers_with_both_unets() {
+    assert!(run_cases("tiny-sdxl", &is("inpaint")) >= 2);
+    assert!(run_cases("tiny-sdxl-inpaint", &is("inpaint")) >= 2);
+}
+
+#[test]
+fn sdxl_turbo_matches_diffusers_in_one_and_four_steps() {
+    assert!(run_cases("tiny-sdxl-turbo", &is("txt2img")) >= 2);
+}

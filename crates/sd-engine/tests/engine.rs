@@ -363,7 +363,9 @@ async fn previews_are_rate_limited() {
         preview_interval: Some(Duration::from_secs(3600)),
         ..config()
     };
-    let engine = engine_with(Duration::ZERO, hourly).await;
+    // Steps take a little time so the subscription below is in place before the job's first step, even on
+    // a loaded machine (a late subscriber only gets the final state).
+    let engine = engine_with(Duration::from_millis(50), hourly).await;
     let job = engine.submit(request("x", 10, vec![1])).unwrap();
     let seen = events(&engine, &job.id).await;
     let previews = seen

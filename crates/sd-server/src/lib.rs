@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod routes;
 pub mod sse;
 pub mod state;
+pub mod ui;
 pub mod validate;
 
 pub use error::ApiError;

@@ -35,6 +35,15 @@ fn png(width: u32, height: u32) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// An all-white PNG: a mask that repaints everything.
+fn white_png(width: u32, height: u32) -> String {
+    let mut bytes = Vec::new();
+    image::RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]))
+        .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 fn with(fields: Value) -> String {
     let mut body =
         json!({"operation": "image_generation", "prompt": "a cat", "width": 64, "height": 64});
@@ -412,6 +421,34 @@ fn cases() -> Vec<Case> {
             "mask_image",
         ),
         invalid(
+            "inpaint with a mask that repaints nothing",
+            transform(
+                json!({"operation": "image_inpaint", "input_image": null, "init_image": png(64, 64), "mask_image": png(64, 64)}),
+            ),
+            "empty_mask",
+            "mask_image",
+        ),
+        invalid(
+            "unknown resize mode",
+            transform(json!({"resize_mode": "zoom"})),
+            "invalid_resize_mode",
+            "resize_mode",
+        ),
+        invalid(
+            "mask blur out of range",
+            transform(
+                json!({"operation": "image_inpaint", "input_image": null, "init_image": png(64, 64), "mask_image": white_png(64, 64), "mask_blur": 500}),
+            ),
+            "invalid_mask_blur",
+            "mask_blur",
+        ),
+        invalid(
+            "mask blur on transform",
+            transform(json!({"mask_blur": 4})),
+            "unexpected_field",
+            "mask_blur",
+        ),
+        invalid(
             "inpaint with a broken mask",
             transform(
                 json!({"operation": "image_inpaint", "input_image": null, "init_image": png(64, 64), "mask_image": "AAAA"}),
@@ -598,7 +635,8 @@ async fn valid_transform_and_inpaint_requests_are_queued_with_their_images() {
         .post_json(
             "/v1/jobs",
             &json!({"operation": "image_inpaint", "prompt": "p",
-        "init_image": png(64, 64), "mask_image": png(64, 64), "width": 64, "height": 64}),
+        "init_image": png(96, 64), "mask_image": white_png(64, 64), "width": 64, "height": 64,
+        "resize_mode": "crop", "mask_blur": 4}),
         )
         .await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text());

@@ -14,7 +14,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn submit_then_stream_to_done() {
-    let app = app(Duration::from_millis(2)).await;
+    let app = app(Duration::from_millis(50)).await;
     let reply = app.post_json("/v1/jobs", &json!({"operation": "image_generation", "prompt": "a fox",
         "width": 64, "height": 64, "steps": 4, "seed": 42, "num_images": 2, "hive_id": "h1", "model": "m",
         "worker_id": "w"})).await;

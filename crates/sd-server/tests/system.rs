@@ -200,3 +200,21 @@ async fn openapi_documents_every_route() {
         "bearer"
     );
 }
+
+#[tokio::test]
+async fn the_web_ui_is_served_at_the_root_without_an_api_key() {
+    let server = ServerConfig {
+        api_key: Some("secret".into()),
+        ..ServerConfig::default()
+    };
+    let app = common::app_with(Duration::ZERO, EngineConfig::default(), server).await;
+    let page = app.get("/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(String::from_utf8_lossy(&page.body).contains("<div id=\"root\""));
+    // The API behind it still needs the key.
+    assert_eq!(app.get("/v1/info").await.status, StatusCode::UNAUTHORIZED);
+}

@@ -9,6 +9,8 @@ use sd_core::pipeline::{
     DTypeSpec, DeviceSpec, GenerateRequest, InitImage, LoadOptions, Pipeline, StepControl,
 };
 use sd_core::schedulers::SamplerKind;
+use sd_engine::metadata::infotext::GenerationParams;
+use sd_engine::metadata::{encode_png, hash_model, model_name};
 
 use crate::cli::{GenerateArgs, ModelArgs};
 
@@ -126,11 +128,35 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         StepControl::Continue
     })?;
     bar.finish_and_clear();
+    // Every PNG carries A1111's `parameters` text, so A1111, ComfyUI or any reader recovers the settings.
+    let model_hash = hash_model(
+        &args.model.model,
+        args.model.variant.as_deref(),
+        &options.hub,
+    );
+    let used_sampler = sampler
+        .or_else(|| SamplerKind::parse(&info.default_sampler).ok())
+        .unwrap_or(SamplerKind::Euler);
     for (i, image) in output.images.iter().enumerate() {
+        let params = GenerationParams {
+            prompt: request.prompt.clone(),
+            negative_prompt: request.negative_prompt.clone(),
+            steps: request.steps,
+            sampler: used_sampler,
+            cfg_scale: request.guidance_scale,
+            seed: output.seeds[i],
+            width: image.width() as usize,
+            height: image.height() as usize,
+            model_hash: model_hash.as_ref().map(|h| h.short().to_string()),
+            model_name: Some(model_name(&args.model.model)),
+            denoising_strength: request.init.as_ref().map(|init| init.strength),
+            clip_skip: request.clip_skip,
+            extra: Vec::new(),
+            version: Some(format!("sd-worker {}", env!("CARGO_PKG_VERSION"))),
+        };
+        let png = encode_png(image, Some(&params.to_infotext().to_text()))?;
         let path = output_path(&args.out, i);
-        image
-            .save(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, png).with_context(|| format!("cannot write {}", path.display()))?;
         tracing::info!(path = %path.display(), seed = output.seeds[i], "wrote image");
     }
     tracing::info!(

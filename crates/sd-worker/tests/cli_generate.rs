@@ -174,3 +174,43 @@ fn generate_rejects_a_size_the_vae_cannot_take() {
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(stderr.contains("multiples of 8"), "{stderr}");
 }
+
+#[test]
+fn generated_pngs_carry_a1111_parameters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("meta.png");
+    let result = generate(
+        &[
+            "--prompt",
+            "a red cube",
+            "--negative-prompt",
+            "blurry",
+            "--steps",
+            "3",
+            "--seed",
+            "42",
+            "--sampler",
+            "DPM++ 2M Karras",
+        ],
+        &out,
+    );
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    let text = sd_engine::metadata::read_parameters(&bytes).expect("parameters chunk");
+    let info = sd_engine::metadata::infotext::Infotext::parse(&text);
+    assert_eq!(info.prompt, "a red cube");
+    assert_eq!(info.negative_prompt, "blurry");
+    assert_eq!(info.get("Steps"), Some("3"));
+    assert_eq!(info.get("Seed"), Some("42"));
+    assert_eq!(info.get("Sampler"), Some("DPM++ 2M"));
+    assert_eq!(info.get("Schedule type"), Some("Karras"));
+    assert_eq!(info.get("Size"), Some("64x64"));
+    assert!(
+        info.get("Model hash").is_some_and(|h| h.len() == 10),
+        "{text}"
+    );
+}

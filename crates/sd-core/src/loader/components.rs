@@ -8,7 +8,7 @@ use candle_core::{DType, Device};
 use super::find_weight_files;
 use super::weights::{var_builder, WeightFiles};
 use crate::models::clip::{ClipTextConfig, ClipTextModel};
-use crate::models::config::read_json;
+use crate::models::config::read_model_config;
 use crate::models::unet::{UNet, UNetConfig};
 use crate::models::vae::{AutoencoderKl, VaeConfig};
 use crate::{CoreError, Result};
@@ -53,7 +53,7 @@ pub fn load_unet(
     variant: Option<&str>,
 ) -> Result<Loaded<UNet>> {
     let config_path = config_file(dir)?;
-    let config: UNetConfig = read_json(&config_path)?;
+    let config: UNetConfig = read_model_config(&config_path)?;
     let weights = open_weights(dir, "diffusion_pytorch_model", variant)?;
     let model = UNet::new(var_builder(&weights, dtype, device), config, &config_path).map_err(
         |e| match e {
@@ -71,7 +71,7 @@ pub fn load_vae(
     variant: Option<&str>,
 ) -> Result<Loaded<AutoencoderKl>> {
     let config_path = config_file(dir)?;
-    let config: VaeConfig = read_json(&config_path)?;
+    let config: VaeConfig = read_model_config(&config_path)?;
     let weights = open_weights(dir, "diffusion_pytorch_model", variant)?;
     let model = AutoencoderKl::new(var_builder(&weights, dtype, device), config, &config_path)
         .map_err(|e| match e {
@@ -89,7 +89,7 @@ pub fn load_text_encoder(
     variant: Option<&str>,
 ) -> Result<Loaded<ClipTextModel>> {
     let config_path = config_file(dir)?;
-    let config: ClipTextConfig = read_json(&config_path)?;
+    let config: ClipTextConfig = read_model_config(&config_path)?;
     let weights = open_weights(dir, "model", variant)?;
     let vb = var_builder(&weights, dtype, device);
     let scope = if weights.contains("text_model.embeddings.token_embedding.weight") {

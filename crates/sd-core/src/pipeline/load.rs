@@ -12,7 +12,7 @@ use crate::loader::components::{load_text_encoder, load_unet, load_vae};
 use crate::loader::weights::WeightFiles;
 use crate::loader::ModelFolder;
 use crate::models::clip::{ClipTextConfig, ClipTextModel};
-use crate::models::config::read_json;
+use crate::models::config::read_model_config;
 use crate::models::unet::{UNet, UNetConfig};
 use crate::models::vae::{AutoencoderKl, VaeConfig};
 use crate::schedulers::{SamplerKind, SchedulerConfig};
@@ -65,7 +65,7 @@ impl Pipeline {
         let tokenizer = ClipTokenizer::from_dir(&folder.component("tokenizer"))?;
 
         let te_config: ClipTextConfig =
-            read_json(&config_path(&folder, "text_encoder", "config.json")?)?;
+            read_model_config(&config_path(&folder, "text_encoder", "config.json")?)?;
         let text_encoder =
             load_text_encoder(&folder.component("text_encoder"), dtype, &device, variant)?;
         let second = if folder.index.has("text_encoder_2") {
@@ -81,14 +81,15 @@ impl Pipeline {
         } else {
             None
         };
-        let unet_config: UNetConfig = read_json(&config_path(&folder, "unet", "config.json")?)?;
+        let unet_config: UNetConfig =
+            read_model_config(&config_path(&folder, "unet", "config.json")?)?;
         let unet = load_unet(&folder.component("unet"), dtype, &device, variant)?;
         // A user-supplied VAE folder (e.g. an fp16-fixed SDXL VAE) replaces the model's own.
         let vae_dir = options
             .vae
             .clone()
             .unwrap_or_else(|| folder.component("vae"));
-        let vae_config: VaeConfig = read_json(&vae_dir.join("config.json"))?;
+        let vae_config: VaeConfig = read_model_config(&vae_dir.join("config.json"))?;
         let vae_dtype = if vae_config.force_upcast && dtype == DType::F16 {
             DType::F32
         } else {

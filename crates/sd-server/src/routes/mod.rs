@@ -35,8 +35,10 @@ pub fn app(state: AppState) -> Result<Router, AppError> {
             state.clone(),
             crate::auth::require_api_key,
         ));
+    // The web UI is public (it asks for the API key itself); the API behind it is not.
     let mut app = Router::new()
         .merge(system::public_routes())
+        .merge(crate::ui::ui_router())
         .merge(openai::routes(state.clone()))
         .merge(protected)
         .method_not_allowed_fallback(method_not_allowed)

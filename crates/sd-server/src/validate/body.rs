@@ -50,6 +50,11 @@ pub struct JobBody {
     pub mask_image: Option<String>,
     /// `image_inpaint`: paste the unmasked input pixels back over the result (default false).
     pub preserve_unmasked: Option<bool>,
+    /// `image_inpaint`: blur the mask edges by this many pixels (0..=64, default 0).
+    pub mask_blur: Option<f64>,
+    /// `image_transform`/`image_inpaint`: how an input of another size becomes width x height: `resize`
+    /// (stretch, default), `crop` (scale to cover, crop the middle) or `fill` (scale to fit, extend the edges).
+    pub resize_mode: Option<String>,
     /// 0..=1: how much of the input image to replace; default 0.8 (transform) or 1.0 (inpaint).
     pub strength: Option<f64>,
     /// Ignored (orchestrator routing).

@@ -3,8 +3,8 @@
 
 use std::io::Cursor;
 
+use crate::compat::images::{resize, ResizeMode};
 use base64::Engine as _;
-use image::imageops::FilterType;
 use image::{DynamicImage, GrayImage, ImageReader, RgbImage};
 
 use crate::error::FieldError;
@@ -73,22 +73,45 @@ pub fn decode_image(
     })
 }
 
-pub fn to_rgb(image: &DynamicImage, width: u32, height: u32) -> RgbImage {
-    let rgb = image.to_rgb8();
-    if rgb.dimensions() == (width, height) {
-        rgb
-    } else {
-        image::imageops::resize(&rgb, width, height, FilterType::Lanczos3)
+/// `resize_mode`: how an input of another size becomes the output size.
+pub fn resize_mode(name: Option<&str>) -> Result<ResizeMode, FieldError> {
+    match name.unwrap_or("resize") {
+        "resize" | "stretch" => Ok(ResizeMode::Stretch),
+        "crop" => Ok(ResizeMode::CropAndResize),
+        "fill" => Ok(ResizeMode::ResizeAndFill),
+        other => Err(FieldError::new(
+            "invalid_resize_mode",
+            "resize_mode",
+            format!("unknown resize_mode {other:?}; use resize, crop or fill"),
+        )),
     }
 }
 
-pub fn to_mask(image: &DynamicImage, width: u32, height: u32) -> GrayImage {
-    let gray = image.to_luma8();
-    if gray.dimensions() == (width, height) {
-        gray
-    } else {
-        image::imageops::resize(&gray, width, height, FilterType::Triangle)
+pub fn to_rgb(image: &DynamicImage, width: u32, height: u32, mode: ResizeMode) -> RgbImage {
+    resize(&image.to_rgb8(), mode, width, height)
+}
+
+/// The repaint mask at the output size: white repaints (RGBA masks: transparent repaints, as OpenAI's edits
+/// API defines it), edges blurred by `blur` pixels. A mask that repaints nothing is refused.
+pub fn to_mask(
+    image: &DynamicImage,
+    width: u32,
+    height: u32,
+    mode: ResizeMode,
+    blur: f32,
+) -> Result<GrayImage, FieldError> {
+    let gray = sd_core::pipeline::img2img::mask_from_image(image);
+    if !gray.pixels().any(|p| p.0[0] >= 128) {
+        return Err(FieldError::new(
+            "empty_mask",
+            "mask_image",
+            "mask_image repaints nothing: paint the region to change white (or transparent in an RGBA mask)",
+        ));
     }
+    Ok(sd_core::pipeline::img2img::blur_mask(
+        &resize(&gray, mode, width, height),
+        blur,
+    ))
 }
 
 fn strip_data_url(text: &str) -> &str {

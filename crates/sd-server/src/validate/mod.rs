@@ -185,10 +185,25 @@ pub fn validate(body: JobBody, model: &ModelInfo, limits: &Limits) -> Result<Val
         (_, strength) => strength.unwrap_or(default_strength),
     };
     let (w, h) = (width as u32, height as u32);
+    let resize_mode = image::resize_mode(body.resize_mode.as_deref())?;
+    let mask_blur = match body.mask_blur {
+        Some(blur) if !(0.0..=64.0).contains(&blur) => {
+            return Err(FieldError::new(
+                "invalid_mask_blur",
+                "mask_blur",
+                "mask_blur must be between 0 and 64 pixels",
+            ))
+        }
+        blur => blur.unwrap_or(0.0) as f32,
+    };
+    let mask = match mask {
+        Some(mask) => Some(image::to_mask(&mask, w, h, resize_mode, mask_blur)?),
+        None => None,
+    };
     let init = decoded.map(|picture| InitImage {
-        image: image::to_rgb(&picture, w, h),
+        image: image::to_rgb(&picture, w, h, resize_mode),
         strength,
-        mask: mask.map(|mask| image::to_mask(&mask, w, h)),
+        mask,
         preserve_unmasked: body.preserve_unmasked.unwrap_or(false),
     });
     Ok(ValidJob(JobRequest {
@@ -225,14 +240,22 @@ fn required(field: &str, operation: Operation) -> FieldError {
 fn refuse_unused_fields(operation: Operation, body: &JobBody) -> Result<(), FieldError> {
     let used: &[&str] = match operation {
         Operation::ImageGeneration => &[],
-        Operation::ImageTransform => &["input_image"],
-        Operation::ImageInpaint => &["init_image", "mask_image", "preserve_unmasked"],
+        Operation::ImageTransform => &["input_image", "resize_mode"],
+        Operation::ImageInpaint => &[
+            "init_image",
+            "mask_image",
+            "preserve_unmasked",
+            "mask_blur",
+            "resize_mode",
+        ],
     };
     let given = [
         ("input_image", body.input_image.is_some()),
         ("init_image", body.init_image.is_some()),
         ("mask_image", body.mask_image.is_some()),
         ("preserve_unmasked", body.preserve_unmasked.is_some()),
+        ("mask_blur", body.mask_blur.is_some()),
+        ("resize_mode", body.resize_mode.is_some()),
     ];
     for (field, given) in given {
         if given && !used.contains(&field) {
