@@ -51,8 +51,12 @@ if [ "$ready" != yes ]; then
 fi
 
 echo "== client checks against $base"
-if ! "$venv/bin/python" tests/clients/e2e.py "$base" "$key" tiny-sd1; then
+status=0
+"$venv/bin/python" tests/clients/e2e.py "$base" "$key" tiny-sd1 || status=1
+echo "== COMPAT.md curl examples"
+"$venv/bin/python" tests/clients/curl_examples.py "$base" "$key" || status=1
+if [ "$status" != 0 ]; then
     echo "--- sd-worker log (last 80 lines)" >&2
     tail -n 80 "$log" >&2
-    exit 1
 fi
+exit "$status"
