@@ -27,6 +27,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# Shared with the SD 1.x/2.x fixture script: one implementation of each small helper.
+from make_fixtures import added_token, max_abs, rel, save_tensors, set_sampler, write_json  # noqa: E402
 from clip_vocab import write_clip_tokenizer  # noqa: E402
 
 import diffusers  # noqa: E402
@@ -251,73 +253,9 @@ SAMPLERS = {
 }
 
 
-def set_sampler(pipe, sampler):
-    if sampler == "default":
-        return
-    cls, extra = SAMPLERS[sampler]
-    pipe.scheduler = cls.from_config(pipe.scheduler.config, **extra)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Small helpers (the same as tools/make_fixtures.py's)
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def write_json(path, obj):
-    # One writer for every fixture script: valid JSON (no infinities) the Rust tests can parse.
-    from make_fixtures import write_json as write_fixture_json
-
-    write_fixture_json(path, obj)
-
-
-def save_tensors(path, tensors):
-    """float tensors as contiguous f32, integer ones as i64."""
-    out = {}
-    for k, v in tensors.items():
-        v = v.detach().cpu()
-        v = v.to(torch.int64) if not v.is_floating_point() else v.to(torch.float32)
-        out[k] = v.contiguous().clone()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(out, str(path), metadata={"format": "pt"})
-
-
-def max_abs(a, b):
-    a = a.detach().double() if isinstance(a, torch.Tensor) else torch.from_numpy(np.asarray(a, dtype=np.float64))
-    b = b.detach().double() if isinstance(b, torch.Tensor) else torch.from_numpy(np.asarray(b, dtype=np.float64))
-    return float((a - b).abs().max())
-
-
-def rel(path, start):
-    return os.path.relpath(path, start)
-
-
-class RandnInF32:
-    """diffusers draws noise with `torch.randn(..., dtype=model_dtype)`; a float64 run would draw *different*
-    numbers. For the f64 reference runs we draw in f32 (what the f32 run and the Rust side draw) and cast."""
-
-    def __init__(self):
-        self.original = diffusers_torch_utils.randn_tensor
-        self.patched = []
-
-    def _randn(self, shape, generator=None, device=None, dtype=None, layout=None):
-        return self.original(shape, generator=generator, device=device, dtype=torch.float32, layout=layout).to(dtype)
-
-    def __enter__(self):
-        for name, mod in list(sys.modules.items()):
-            if name.startswith("diffusers") and getattr(mod, "randn_tensor", None) is self.original:
-                mod.randn_tensor = self._randn
-                self.patched.append(mod)
-        return self
-
-    def __exit__(self, *exc):
-        for mod in self.patched:
-            mod.randn_tensor = self.original
-        self.patched = []
-
-
-def added_token(content, with_type):
-    tok = {"content": content, "lstrip": False, "normalized": True, "rstrip": False, "single_word": False}
-    return {"__type": "AddedToken", **tok} if with_type else tok
 
 
 def write_tokenizer(out_dir, num_merges, pad_token, hub_style):

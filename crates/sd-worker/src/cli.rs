@@ -99,6 +99,21 @@ pub struct GenerateArgs {
     /// Keep unmasked pixels exactly as in the init image.
     #[arg(long, env = "SD_PRESERVE_UNMASKED")]
     pub preserve_unmasked: bool,
+    /// SDXL size conditioning: the `original_size` the model is told, as WxH (default: the output size).
+    #[arg(long, env = "SD_ORIGINAL_SIZE", value_parser = parse_size)]
+    pub original_size: Option<(usize, usize)>,
+    /// SDXL: the `target_size` conditioning, WxH (default: the output size).
+    #[arg(long, env = "SD_TARGET_SIZE", value_parser = parse_size)]
+    pub target_size: Option<(usize, usize)>,
+    /// SDXL: `crops_coords_top_left` as X,Y (default 0,0).
+    #[arg(long, env = "SD_CROP_TOP_LEFT", value_parser = parse_point)]
+    pub crop_top_left: Option<(usize, usize)>,
+    /// SDXL: `negative_original_size`, WxH (default: the original size).
+    #[arg(long, env = "SD_NEGATIVE_ORIGINAL_SIZE", value_parser = parse_size)]
+    pub negative_original_size: Option<(usize, usize)>,
+    /// SDXL: `negative_target_size`, WxH (default: the target size).
+    #[arg(long, env = "SD_NEGATIVE_TARGET_SIZE", value_parser = parse_size)]
+    pub negative_target_size: Option<(usize, usize)>,
     /// Output PNG; with a batch, image i > 0 is written as NAME-i.png.
     #[arg(long, env = "SD_OUT", default_value = "out.png")]
     pub out: PathBuf,
@@ -159,4 +174,44 @@ pub struct ServeArgs {
     /// Largest request body in MiB (base64 input images count).
     #[arg(long, env = "SD_MAX_BODY_MB", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub max_body_mb: u64,
+}
+
+/// `WxH` -> (width, height).
+fn parse_size(text: &str) -> Result<(usize, usize), String> {
+    let (w, h) = text
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("`{text}`: expected WxH, e.g. 1024x1024"))?;
+    let number = |v: &str| {
+        v.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("`{text}`: `{v}` is not a whole number"))
+    };
+    Ok((number(w)?, number(h)?))
+}
+
+/// `X,Y` -> (x, y).
+fn parse_point(text: &str) -> Result<(usize, usize), String> {
+    let (x, y) = text
+        .split_once(',')
+        .ok_or_else(|| format!("`{text}`: expected X,Y, e.g. 0,0"))?;
+    let number = |v: &str| {
+        v.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("`{text}`: `{v}` is not a whole number"))
+    };
+    Ok((number(x)?, number(y)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_points_parse() {
+        assert_eq!(parse_size("1024x768"), Ok((1024, 768)));
+        assert!(parse_size("1024").is_err());
+        assert!(parse_size("ax2").is_err());
+        assert_eq!(parse_point("16,8"), Ok((16, 8)));
+        assert!(parse_point("16").is_err());
+    }
 }

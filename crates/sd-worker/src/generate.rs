@@ -6,7 +6,8 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use sd_core::loader::hub::HubOptions;
 use sd_core::pipeline::{
-    DTypeSpec, DeviceSpec, GenerateRequest, InitImage, LoadOptions, Pipeline, StepControl,
+    DTypeSpec, DeviceSpec, GenerateRequest, InitImage, LoadOptions, Pipeline, SizeConditioning,
+    StepControl,
 };
 use sd_core::schedulers::SamplerKind;
 use sd_engine::metadata::infotext::GenerationParams;
@@ -112,7 +113,14 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             .collect(),
         clip_skip: args.clip_skip,
         init,
-        size_conditioning: Default::default(),
+        // diffusers takes (height, width) pairs; users write WxH.
+        size_conditioning: SizeConditioning {
+            original_size: args.original_size.map(|(w, h)| (h, w)),
+            crop_top_left: args.crop_top_left.map(|(x, y)| (y, x)).unwrap_or((0, 0)),
+            target_size: args.target_size.map(|(w, h)| (h, w)),
+            negative_original_size: args.negative_original_size.map(|(w, h)| (h, w)),
+            negative_target_size: args.negative_target_size.map(|(w, h)| (h, w)),
+        },
     };
     let bar = ProgressBar::new(request.steps as u64);
     bar.set_style(
