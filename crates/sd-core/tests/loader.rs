@@ -249,3 +249,30 @@ fn full_size_checkpoints_load_every_tensor() {
         eprintln!("{name}: every tensor consumed ({} family)", p.info().family);
     }
 }
+
+#[test]
+fn a_replacement_vae_folder_is_used_instead_of_the_models() {
+    let options = LoadOptions {
+        vae: Some(model_dir("tiny-sd1-variants").join("vae")),
+        ..LoadOptions::default()
+    };
+    let p = Pipeline::load(model_dir("tiny-sd1").to_str().unwrap(), &options).unwrap();
+    let vae_files: Vec<String> = p
+        .unused_tensors()
+        .into_iter()
+        .map(|(component, _)| component)
+        .collect();
+    assert!(
+        vae_files.iter().all(|c| c != "vae"),
+        "the replacement VAE is fully consumed"
+    );
+    let missing = LoadOptions {
+        vae: Some("/nonexistent/vae".into()),
+        ..LoadOptions::default()
+    };
+    let msg = error_text(Pipeline::load(
+        model_dir("tiny-sd1").to_str().unwrap(),
+        &missing,
+    ));
+    assert!(msg.contains("/nonexistent/vae"), "{msg}");
+}
