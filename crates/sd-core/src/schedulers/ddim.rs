@@ -5,7 +5,7 @@
 use candle_core::Tensor;
 
 use super::config::{PredictionType, SchedulerClass, SchedulerConfig};
-use super::schedule::{py_index, sqrt_f32};
+use super::schedule::{alpha_cumprod_at, sqrt_f32};
 use super::{ops, timesteps, Scheduler, StepCursor};
 use crate::rng::BatchRng;
 use crate::{CoreError, Result};
@@ -57,9 +57,7 @@ impl Ddim {
     }
 
     fn alpha_at(&self, t: i64) -> Result<f32> {
-        py_index(&self.alphas_cumprod, t).ok_or_else(|| {
-            CoreError::InvalidInput(format!("timestep {t} is outside the training schedule"))
-        })
+        alpha_cumprod_at(&self.alphas_cumprod, t)
     }
 }
 
@@ -121,14 +119,7 @@ impl Scheduler for Ddim {
             .train_timesteps
             .get(index)
             .ok_or_else(|| self.cursor.out_of_range(index))?;
-        let alpha = self.alpha_at(t)?;
-        let noisy = ops::lin2(
-            sqrt_f32(alpha),
-            &ops::f32(original)?,
-            sqrt_f32(1.0 - alpha),
-            &ops::f32(noise)?,
-        )?;
-        ops::like(noisy, original)
+        ops::add_noise_at_alpha(original, noise, self.alpha_at(t)?)
     }
 
     fn set_begin_index(&mut self, index: usize) {

@@ -33,3 +33,20 @@ pub(crate) fn lin2(a: f32, x: &Tensor, b: f32, y: &Tensor) -> Result<Tensor> {
 pub(crate) fn like(t: Tensor, sample: &Tensor) -> Result<Tensor> {
     Ok(t.to_dtype(sample.dtype())?)
 }
+
+/// DDPM forward noising `sqrt(a) * original + sqrt(1 - a) * noise` at `alpha_cumprod` `a` (the `add_noise` of
+/// DDIM, PNDM and LCM), in f32 and returned in the original's dtype.
+pub(crate) fn add_noise_at_alpha(
+    original: &Tensor,
+    noise: &Tensor,
+    alpha_cumprod: f32,
+) -> Result<Tensor> {
+    let sqrt = super::schedule::sqrt_f32;
+    let noisy = lin2(
+        sqrt(alpha_cumprod),
+        &f32(original)?,
+        sqrt(1.0 - alpha_cumprod),
+        &f32(noise)?,
+    )?;
+    like(noisy, original)
+}

@@ -8,7 +8,7 @@
 use candle_core::Tensor;
 
 use super::config::{PredictionType, SchedulerClass, SchedulerConfig};
-use super::schedule::{py_index, sqrt_f32};
+use super::schedule::{alpha_cumprod_at, sqrt_f32};
 use super::{ops, timesteps, Scheduler, StepCursor};
 use crate::rng::BatchRng;
 use crate::{CoreError, Result};
@@ -95,9 +95,7 @@ impl Pndm {
     }
 
     fn alpha_at(&self, t: i64) -> Result<f32> {
-        py_index(&self.alphas_cumprod, t).ok_or_else(|| {
-            CoreError::InvalidInput(format!("timestep {t} is outside the training schedule"))
-        })
+        alpha_cumprod_at(&self.alphas_cumprod, t)
     }
 
     /// Formula (9) of the PNDM paper: one step from `t` to `prev_t` given an epsilon estimate.
@@ -240,14 +238,7 @@ impl Scheduler for Pndm {
             .all_timesteps
             .get(index)
             .ok_or_else(|| self.cursor.out_of_range(index))?;
-        let alpha = self.alpha_at(t)?;
-        let noisy = ops::lin2(
-            sqrt_f32(alpha),
-            &ops::f32(original)?,
-            sqrt_f32(1.0 - alpha),
-            &ops::f32(noise)?,
-        )?;
-        ops::like(noisy, original)
+        ops::add_noise_at_alpha(original, noise, self.alpha_at(t)?)
     }
 
     /// diffusers' PNDM has no `set_begin_index`: img2img just starts the loop later, with a fresh counter.

@@ -226,6 +226,13 @@ pub(crate) fn sigma_to_t(sigma: f64, log_sigmas: &[f32]) -> f64 {
 }
 
 /// Python-style indexing of a schedule array by a (possibly negative) timestep, as `alphas_cumprod[t]` does.
+/// `alphas_cumprod[t]` with Python's indexing (the final `-1` timestep of some schedules wraps around).
+pub(crate) fn alpha_cumprod_at(alphas_cumprod: &[f32], t: i64) -> crate::Result<f32> {
+    py_index(alphas_cumprod, t).ok_or_else(|| {
+        crate::CoreError::InvalidInput(format!("timestep {t} is outside the training schedule"))
+    })
+}
+
 pub(crate) fn py_index<T: Copy>(values: &[T], index: i64) -> Option<T> {
     let len = values.len() as i64;
     let i = if index < 0 { index + len } else { index };
