@@ -1,76 +1,20 @@
 //! Input images of img2img and inpainting: base64 (or a `data:` URL) -> PNG/JPEG/WebP decode within size
 //! limits (checked before any pixel is allocated) -> resized to the size the job runs at.
 
-use std::io::Cursor;
-
 use crate::compat::images::{resize, ResizeMode};
-use base64::Engine as _;
-use image::{DynamicImage, GrayImage, ImageReader, RgbImage};
+use image::{DynamicImage, GrayImage, RgbImage};
 
 use crate::error::FieldError;
 use crate::validate::Limits;
 
-/// Decodes one base64 image field.
+/// Decodes one base64 image field (PNG, JPEG or WebP; a `data:` URL is fine) within the limits: the same
+/// decoder the compatibility APIs use.
 pub fn decode_image(
     field: &str,
     encoded: &str,
     limits: &Limits,
 ) -> Result<DynamicImage, FieldError> {
-    let payload = strip_data_url(encoded.trim());
-    if payload.is_empty() {
-        return Err(FieldError::new(
-            "missing_field",
-            field,
-            format!("{field} is empty"),
-        ));
-    }
-    if payload.len() / 4 * 3 > limits.max_image_bytes {
-        return Err(FieldError::new(
-            "image_too_large",
-            field,
-            format!("{field} is larger than {} bytes", limits.max_image_bytes),
-        ));
-    }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(payload.as_bytes())
-        .map_err(|error| {
-            FieldError::new(
-                "invalid_base64",
-                field,
-                format!("{field} is not valid base64: {error}"),
-            )
-        })?;
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|error| FieldError::new("invalid_image", field, format!("{field}: {error}")))?;
-    if reader.format().is_none() {
-        return Err(FieldError::new(
-            "invalid_image",
-            field,
-            format!("{field} is not a PNG, JPEG or WebP image"),
-        ));
-    }
-    let mut reader = reader;
-    let mut decode_limits = image::Limits::default();
-    decode_limits.max_image_width = Some(limits.max_input_side);
-    decode_limits.max_image_height = Some(limits.max_input_side);
-    decode_limits.max_alloc = Some(limits.max_input_alloc);
-    reader.limits(decode_limits);
-    reader.decode().map_err(|error| match error {
-        image::ImageError::Limits(_) => FieldError::new(
-            "image_too_large",
-            field,
-            format!(
-                "{field} is larger than {0}x{0} pixels",
-                limits.max_input_side
-            ),
-        ),
-        other => FieldError::new(
-            "invalid_image",
-            field,
-            format!("{field} does not decode: {other}"),
-        ),
-    })
+    crate::compat::images::decode_base64(field, encoded, limits)
 }
 
 /// `resize_mode`: how an input of another size becomes the output size.
@@ -112,11 +56,4 @@ pub fn to_mask(
         &resize(&gray, mode, width, height),
         blur,
     ))
-}
-
-fn strip_data_url(text: &str) -> &str {
-    match (text.starts_with("data:"), text.find(";base64,")) {
-        (true, Some(index)) => &text[index + ";base64,".len()..],
-        _ => text,
-    }
 }
