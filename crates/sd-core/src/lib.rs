@@ -5,6 +5,7 @@
 //! weights and configs; [`pipeline`] strings the pieces together.
 
 pub mod error;
+pub mod fused;
 pub mod loader;
 pub mod models;
 pub mod pipeline;

@@ -246,3 +246,25 @@ fn every_tensor_of_the_tiny_models_is_consumed() {
         assert!(unused.is_empty(), "{model}: unused tensors {unused:?}");
     }
 }
+
+/// Tiled decoding reproduces diffusers' `tiled_decode` (tiles, quarter-tile blends, crops), and differs from the
+/// whole-image decode, so the comparison cannot pass by decoding untiled.
+#[test]
+fn sd1_vae_tiled_decode_matches_diffusers() {
+    let vae = vae("tiny-sd1");
+    let g = golden("tiny-sd1", "vae_tiled_decode.safetensors");
+    let z = get(&g, "latents");
+    assert!(vae.exceeds_tile(z).unwrap());
+    let geometry = vae.config().tile_geometry();
+    assert_eq!((geometry.latent, geometry.sample), (8, 64));
+    let tiled = vae.decode_tiled(z).unwrap();
+    assert_eq!(tiled.dims(), &[1, 3, 128, 160]);
+    assert_close("vae tiled decode", &tiled, get(&g, "tiled"), TOL);
+    assert!(relative_error(&tiled, get(&g, "plain")) > 10.0 * TOL);
+    assert_close(
+        "vae plain decode",
+        &vae.decode(z).unwrap(),
+        get(&g, "plain"),
+        TOL,
+    );
+}

@@ -25,6 +25,46 @@ pub enum Command {
     Generate(Box<GenerateArgs>),
     /// Serve the HTTP job API (and the web UI).
     Serve(Box<ServeArgs>),
+    /// Time text encoding, one UNet step, VAE decode and whole generations; print them as JSON.
+    Bench(Box<BenchArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(
+        long,
+        env = "SD_PROMPT",
+        default_value = "a photograph of an astronaut riding a horse"
+    )]
+    pub prompt: String,
+    #[arg(long, env = "SD_NEGATIVE_PROMPT", default_value = "")]
+    pub negative_prompt: String,
+    /// Default: the model's size (512 for SD 1.x, 1024 for SDXL).
+    #[arg(long, env = "SD_WIDTH")]
+    pub width: Option<usize>,
+    #[arg(long, env = "SD_HEIGHT")]
+    pub height: Option<usize>,
+    #[arg(long, env = "SD_STEPS", default_value_t = 20)]
+    pub steps: usize,
+    #[arg(long, env = "SD_GUIDANCE", default_value_t = 7.0)]
+    pub guidance: f64,
+    #[arg(long, env = "SD_SEED", default_value_t = 0)]
+    pub seed: u64,
+    /// Timed repeats of each component (median reported).
+    #[arg(long, env = "SD_BENCH_REPEATS", default_value_t = 10)]
+    pub repeats: usize,
+    /// Timed end-to-end generations (median reported); 0 skips them.
+    #[arg(long, env = "SD_BENCH_RUNS", default_value_t = 3)]
+    pub runs: usize,
+    /// Write the first timed generation's image here (to compare with a reference).
+    #[arg(long, env = "SD_OUT")]
+    pub out: Option<PathBuf>,
+    /// Write the components' outputs (text context, guided noise prediction, decoded pixels; f32) to this
+    /// safetensors file.
+    #[arg(long, env = "SD_BENCH_DUMP")]
+    pub dump: Option<PathBuf>,
 }
 
 /// Where and how the model is loaded; shared by every subcommand.
@@ -46,6 +86,13 @@ pub struct ModelArgs {
     /// A VAE folder (config.json + safetensors) to use instead of the model's, e.g. an fp16-fixed SDXL VAE.
     #[arg(long, env = "SD_VAE")]
     pub vae: Option<PathBuf>,
+    /// Tiled VAE decoding: `auto` (only images over 4x the model's training area), `on` (any image larger
+    /// than one tile, as diffusers' enable_vae_tiling) or `off` (never; diffusers' default).
+    #[arg(long, env = "SD_VAE_TILING", default_value = "auto")]
+    pub vae_tiling: String,
+    /// Fused flash attention on CUDA in f16/bf16 (`false`: matmul + softmax, as candle does).
+    #[arg(long, env = "SD_FLASH_ATTENTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub flash_attention: bool,
     /// Hugging Face hub cache folder for hub ids (default: hf-hub's, `$HF_HOME/hub`).
     #[arg(long, env = "HF_HUB_CACHE")]
     pub hf_cache: Option<PathBuf>,

@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sd_core::loader::hub::HubOptions;
 use sd_core::pipeline::{
     DTypeSpec, DeviceSpec, GenerateRequest, InitImage, LoadOptions, Pipeline, SizeConditioning,
-    StepControl,
+    StepControl, VaeTiling,
 };
 use sd_core::schedulers::SamplerKind;
 use sd_engine::metadata::infotext::GenerationParams;
@@ -30,6 +30,8 @@ pub fn load_options(model: &ModelArgs) -> anyhow::Result<LoadOptions> {
             offline: model.offline,
         },
         vae: model.vae.clone(),
+        vae_tiling: VaeTiling::parse(&model.vae_tiling)?,
+        flash_attention: model.flash_attention,
     })
 }
 

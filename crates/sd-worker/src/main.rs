@@ -1,5 +1,6 @@
 //! The sd-worker binary: `generate` images from the command line or `serve` them over HTTP.
 
+mod bench;
 mod cli;
 mod generate;
 mod serve;
@@ -16,5 +17,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Generate(args) => generate::run(*args),
         cli::Command::Serve(args) => serve::run(*args),
+        cli::Command::Bench(args) => bench::run(*args),
     }
 }

@@ -290,3 +290,107 @@ fn generate_reproduces_diffusers_sdxl_and_size_conditioning_reaches_the_model() 
         "original size / crop conditioning had no effect"
     );
 }
+
+/// `--vae-tiling on` decodes a picture larger than one VAE tile (the tiny VAE's is 64 px) in blended tiles:
+/// a valid image of the asked size that differs from the whole decode (`off`), which `auto` keeps at this size.
+#[test]
+fn vae_tiling_flag_switches_between_tiled_and_whole_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |mode: &str| {
+        let out = dir.path().join(format!("{mode}.png"));
+        let args = [
+            "--prompt",
+            "a red square",
+            "--steps",
+            "2",
+            "--width",
+            "128",
+            "--height",
+            "96",
+            "--seed",
+            "5",
+            "--vae-tiling",
+            mode,
+        ];
+        let o = generate(&args, &out);
+        assert!(
+            o.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let img = image::open(&out).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (128, 96));
+        img.into_raw()
+    };
+    let (on, off, auto) = (run("on"), run("off"), run("auto"));
+    assert_ne!(on, off, "tiled decoding must blend tiles, not decode whole");
+    assert_eq!(
+        auto, off,
+        "auto tiles only images over 4x the training area"
+    );
+    let bad = generate(
+        &["--prompt", "x", "--vae-tiling", "sometimes"],
+        &dir.path().join("bad.png"),
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("auto, on or off"));
+}
+
+/// `sd-worker bench` prints one JSON line with every timing, writes the image and the component outputs.
+#[test]
+fn bench_reports_timings_and_writes_its_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (png, dump) = (
+        dir.path().join("bench.png"),
+        dir.path().join("outputs.safetensors"),
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_sd-worker"))
+        .args([
+            "bench",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--steps",
+            "2",
+            "--repeats",
+            "2",
+            "--runs",
+            "2",
+        ])
+        .arg("--model")
+        .arg(fixtures().join("models/tiny-sd1"))
+        .arg("--out")
+        .arg(&png)
+        .arg("--dump")
+        .arg(&dump)
+        .env("SD_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+    for key in [
+        "text_encode_ms",
+        "unet_step_ms",
+        "unet_enqueue_ms",
+        "vae_decode_ms",
+        "end_to_end_s",
+        "load_s",
+    ] {
+        assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report}");
+    }
+    assert_eq!(report["end_to_end_runs_s"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        (report["width"].as_u64(), report["steps"].as_u64()),
+        (Some(64), Some(2))
+    );
+    // CPU runs no fused kernels, so there is nothing to check.
+    assert_eq!(report["kernel_checks"].as_array().unwrap().len(), 0);
+    assert_eq!(image::open(&png).unwrap().to_rgb8().dimensions(), (64, 64));
+    let tensors = std::fs::read(&dump).unwrap();
+    let header = String::from_utf8_lossy(&tensors[8..tensors.len().min(4096)]).to_string();
+    for name in ["context", "noise_pred", "pixels"] {
+        assert!(header.contains(name), "{name} missing from {header}");
+    }
+}

@@ -2,17 +2,25 @@
 //! `BasicTransformerBlock`, plus the single-head spatial attention of the VAE's mid block.
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{
-    conv2d, group_norm, layer_norm, linear, linear_no_bias, Conv2dConfig, GroupNorm, LayerNorm,
-    Linear, VarBuilder,
+use candle_nn::{layer_norm, Conv2dConfig, LayerNorm, VarBuilder};
+
+use crate::fused::{
+    conv2d, flash_attention, geglu, group_norm, linear, softmax_last_dim_owned, Conv2d, GroupNorm,
+    Linear,
 };
 
 /// Multi-head attention: `to_q`, `to_k`, `to_v`, `to_out.0`.
+///
+/// On GPUs the projections that read the same input are stored concatenated (q/k/v of self-attention, k/v of
+/// cross-attention): one matrix product and one head-splitting copy instead of three; `to_q`/`to_k`/`to_v`
+/// are then views into that storage, so nothing is held twice.
 pub struct Attention {
     to_q: Linear,
     to_k: Linear,
     to_v: Linear,
     to_out: Linear,
+    qkv: Option<Linear>,
+    kv: Option<Linear>,
     heads: usize,
     /// Scores and softmax in f32 even for half-precision models (diffusers' `upcast_attention`/`upcast_softmax`).
     upcast: bool,
@@ -29,19 +37,73 @@ impl Attention {
         upcast: bool,
     ) -> candle_core::Result<Self> {
         let inner = heads * head_dim;
+        let self_attention = context_dim.is_none();
         let context_dim = context_dim.unwrap_or(query_dim);
-        let proj = |name: &str, inp: usize| {
+        let weight = |name: &str, inp: usize| vb.pp(name).get((inner, inp), "weight");
+        let bias = |name: &str| -> candle_core::Result<Option<Tensor>> {
             if qkv_bias {
-                linear(inp, inner, vb.pp(name))
+                Ok(Some(vb.pp(name).get(inner, "bias")?))
             } else {
-                linear_no_bias(inp, inner, vb.pp(name))
+                Ok(None)
             }
         };
+        let (wq, wk, wv) = (
+            weight("to_q", query_dim)?,
+            weight("to_k", context_dim)?,
+            weight("to_v", context_dim)?,
+        );
+        let (bq, bk, bv) = (bias("to_q")?, bias("to_k")?, bias("to_v")?);
+        let to_out = linear(inner, query_dim, vb.pp("to_out.0"))?;
+        let cat_bias = |bs: &[&Option<Tensor>]| -> candle_core::Result<Option<Tensor>> {
+            let parts: Option<Vec<&Tensor>> = bs.iter().map(|b| b.as_ref()).collect();
+            parts.map(|p| Tensor::cat(&p, 0)).transpose()
+        };
+        // Row range [start, start + inner) of a fused layer, as a layer of its own (a view, no copy).
+        let view = |fused: &Tensor, fused_bias: &Option<Tensor>, start: usize| {
+            Ok::<_, candle_core::Error>(Linear::new(
+                fused.narrow(0, start, inner)?,
+                fused_bias
+                    .as_ref()
+                    .map(|b| b.narrow(0, start, inner))
+                    .transpose()?,
+            ))
+        };
+        let fuse = vb.device().is_cuda();
+        if fuse && self_attention {
+            let w = Tensor::cat(&[&wq, &wk, &wv], 0)?;
+            let b = cat_bias(&[&bq, &bk, &bv])?;
+            return Ok(Self {
+                to_q: view(&w, &b, 0)?,
+                to_k: view(&w, &b, inner)?,
+                to_v: view(&w, &b, 2 * inner)?,
+                qkv: Some(Linear::new(w, b)),
+                kv: None,
+                to_out,
+                heads,
+                upcast,
+            });
+        }
+        if fuse {
+            let w = Tensor::cat(&[&wk, &wv], 0)?;
+            let b = cat_bias(&[&bk, &bv])?;
+            return Ok(Self {
+                to_q: Linear::new(wq, bq),
+                to_k: view(&w, &b, 0)?,
+                to_v: view(&w, &b, inner)?,
+                qkv: None,
+                kv: Some(Linear::new(w, b)),
+                to_out,
+                heads,
+                upcast,
+            });
+        }
         Ok(Self {
-            to_q: proj("to_q", query_dim)?,
-            to_k: proj("to_k", context_dim)?,
-            to_v: proj("to_v", context_dim)?,
-            to_out: linear(inner, query_dim, vb.pp("to_out.0"))?,
+            to_q: Linear::new(wq, bq),
+            to_k: Linear::new(wk, bk),
+            to_v: Linear::new(wv, bv),
+            qkv: None,
+            kv: None,
+            to_out,
             heads,
             upcast,
         })
@@ -49,16 +111,61 @@ impl Attention {
 
     /// `x`: `[batch, tokens, query_dim]`; `context`: `[batch, ctx_tokens, context_dim]` (None = self-attention).
     pub fn forward(&self, x: &Tensor, context: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let context = context.unwrap_or(x);
-        let q = self.to_q.forward(x)?;
-        let k = self.to_k.forward(context)?;
-        let v = self.to_v.forward(context)?;
-        let out = scaled_dot_product(&q, &k, &v, self.heads, self.upcast)?;
-        self.to_out.forward(&out)
+        let heads = self.heads;
+        let (q, k, v) = match (&self.qkv, &self.kv, context) {
+            (Some(qkv), _, None) => {
+                let mut parts = split_fused_heads(&qkv.forward(x)?, 3, heads)?.into_iter();
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some(q), Some(k), Some(v)) => (q, k, v),
+                    _ => candle_core::bail!("fused attention projection lost a part"),
+                }
+            }
+            (_, Some(kv), Some(ctx)) => {
+                let mut parts = split_fused_heads(&kv.forward(ctx)?, 2, heads)?.into_iter();
+                let q = split_heads(&self.to_q.forward(x)?, heads)?;
+                match (parts.next(), parts.next()) {
+                    (Some(k), Some(v)) => (q, k, v),
+                    _ => candle_core::bail!("fused attention projection lost a part"),
+                }
+            }
+            _ => {
+                let context = context.unwrap_or(x);
+                (
+                    split_heads(&self.to_q.forward(x)?, heads)?,
+                    split_heads(&self.to_k.forward(context)?, heads)?,
+                    split_heads(&self.to_v.forward(context)?, heads)?,
+                )
+            }
+        };
+        self.to_out.forward(&attend(&q, &k, &v, self.upcast)?)
     }
 }
 
-/// softmax(q k^T / sqrt(d)) v over `heads`, inputs and output `[batch, tokens, heads * d]`.
+/// `[b, n, heads * d]` -> `[b, heads, n, d]` (contiguous).
+fn split_heads(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+    let (b, n, inner) = t.dims3()?;
+    t.reshape((b, n, heads, inner / heads))?
+        .transpose(1, 2)?
+        .contiguous()
+}
+
+/// `[b, n, parts * heads * d]` -> `parts` tensors `[b, heads, n, d]`, with one copy for all of them.
+fn split_fused_heads(t: &Tensor, parts: usize, heads: usize) -> candle_core::Result<Vec<Tensor>> {
+    let (b, n, total) = t.dims3()?;
+    let d = total / parts / heads;
+    let all = t
+        .reshape((b, n, parts, heads, d))?
+        .permute((2, 0, 3, 1, 4))?
+        .contiguous()?;
+    (0..parts).map(|i| all.get(i)).collect()
+}
+
+/// The most bytes of attention scores held at once. Larger problems (SDXL's VAE has 16k x 16k scores per image)
+/// run in slices of query rows, so peak memory stays flat whatever the image size.
+const SCORE_CHUNK_BYTES: usize = 128 << 20;
+
+/// softmax(q k^T / sqrt(d)) v over `heads`, inputs and output `[batch, tokens, heads * d]`. Scores and softmax
+/// stay in the model's dtype (the softmax kernel accumulates in f32) unless `upcast` asks for f32 throughout.
 pub fn scaled_dot_product(
     q: &Tensor,
     k: &Tensor,
@@ -66,22 +173,45 @@ pub fn scaled_dot_product(
     heads: usize,
     upcast: bool,
 ) -> candle_core::Result<Tensor> {
-    let (b, n, inner) = q.dims3()?;
-    let m = k.dim(1)?;
-    let d = inner / heads;
-    let split =
-        |t: &Tensor, len: usize| t.reshape((b, len, heads, d))?.transpose(1, 2)?.contiguous();
-    let (q, k, v) = (split(q, n)?, split(k, m)?, split(v, m)?);
+    attend(
+        &split_heads(q, heads)?,
+        &split_heads(k, heads)?,
+        &split_heads(v, heads)?,
+        upcast,
+    )
+}
+
+/// Attention over heads already split: `q` `[b, h, n, d]`, `k`/`v` `[b, h, m, d]` -> `[b, n, h * d]`.
+fn attend(q: &Tensor, k: &Tensor, v: &Tensor, upcast: bool) -> candle_core::Result<Tensor> {
+    if !upcast {
+        if let Some(out) = flash_attention(q, k, v)? {
+            return Ok(out);
+        }
+    }
+    let (b, heads, n, d) = q.dims4()?;
+    let m = k.dim(2)?;
     let dtype = q.dtype();
-    let scale = (d as f64).powf(-0.5);
-    let compute = if upcast || dtype == DType::F32 {
-        DType::F32
-    } else {
-        dtype
+    let compute = if upcast { DType::F32 } else { dtype };
+    // Scaling q (n x d) is cheaper than scaling the n x m scores.
+    let q = (q.to_dtype(compute)? * (d as f64).powf(-0.5))?;
+    let k_t = k.to_dtype(compute)?.t()?;
+    let attend_rows = |q: &Tensor| -> candle_core::Result<Tensor> {
+        let probs = softmax_last_dim_owned(q.matmul(&k_t)?)?;
+        probs.to_dtype(dtype)?.matmul(v)
     };
-    let scores = (q.to_dtype(compute)?.matmul(&k.to_dtype(compute)?.t()?)? * scale)?;
-    let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
-    probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, inner))
+    let row_bytes = b * heads * m * compute.size_in_bytes();
+    let rows = (SCORE_CHUNK_BYTES / row_bytes.max(1)).max(1);
+    let out = if rows >= n {
+        attend_rows(&q)?
+    } else {
+        let mut parts = Vec::with_capacity(n.div_ceil(rows));
+        for start in (0..n).step_by(rows) {
+            let len = rows.min(n - start);
+            parts.push(attend_rows(&q.narrow(2, start, len)?.contiguous()?)?);
+        }
+        Tensor::cat(&parts, 2)?
+    };
+    out.transpose(1, 2)?.reshape((b, n, heads * d))
 }
 
 /// GEGLU feed-forward: `ff.net.0.proj` (to 2x inner), gelu gate, `ff.net.2`.
@@ -100,11 +230,7 @@ impl FeedForward {
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let h = self.proj_in.forward(x)?;
-        let half = h.dim(candle_core::D::Minus1)? / 2;
-        let value = h.narrow(candle_core::D::Minus1, 0, half)?;
-        let gate = h.narrow(candle_core::D::Minus1, half, half)?;
-        self.proj_out.forward(&(value * gate.gelu_erf()?)?)
+        self.proj_out.forward(&geglu(&self.proj_in.forward(x)?)?)
     }
 }
 
@@ -181,7 +307,7 @@ pub struct TransformerSpec {
 }
 
 enum Projection {
-    Conv(candle_nn::Conv2d),
+    Conv(Conv2d),
     Linear(Linear),
 }
 

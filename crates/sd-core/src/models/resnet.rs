@@ -1,7 +1,9 @@
 //! diffusers' `ResnetBlock2D`, `Downsample2D` and `Upsample2D`, shared by the UNet and the VAE.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{conv2d, group_norm, linear, Conv2d, Conv2dConfig, GroupNorm, Linear, VarBuilder};
+use candle_nn::{Conv2dConfig, VarBuilder};
+
+use crate::fused::{conv2d, group_norm, linear, Conv2d, GroupNorm, Linear};
 
 pub struct ResnetBlock {
     norm1: GroupNorm,
@@ -62,9 +64,7 @@ impl ResnetBlock {
     /// `temb` is the UNet's time embedding `[batch, temb_channels]` (already passed through nothing: the SiLU
     /// before `time_emb_proj` is applied here, as diffusers does).
     pub fn forward(&self, x: &Tensor, temb: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let h = self
-            .conv1
-            .forward(&candle_nn::ops::silu(&self.norm1.forward(x)?)?)?;
+        let h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
         let h = match (&self.time_emb_proj, temb) {
             (Some(proj), Some(t)) => h.broadcast_add(
                 &proj
@@ -74,9 +74,7 @@ impl ResnetBlock {
             )?,
             _ => h,
         };
-        let h = self
-            .conv2
-            .forward(&candle_nn::ops::silu(&self.norm2.forward(&h)?)?)?;
+        let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
         let skip = match &self.shortcut {
             Some(conv) => conv.forward(x)?,
             None => x.clone(),

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{conv2d, group_norm, Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
+use candle_nn::{Conv2dConfig, VarBuilder};
+
+use crate::fused::{conv2d, group_norm, Conv2d, GroupNorm};
 use serde::Deserialize;
 
 use crate::models::attention::VaeAttention;
@@ -43,6 +45,32 @@ pub struct VaeConfig {
     pub use_post_quant_conv: bool,
     #[serde(default = "d_true")]
     pub mid_block_add_attention: bool,
+    /// The training resolution (an int, or `[h, w]` in some configs); sets the tile size of tiled decoding.
+    #[serde(default)]
+    pub sample_size: Option<serde_json::Value>,
+}
+
+/// diffusers' tiling geometry: tiles of `sample` pixels (`latent` latents) overlapping by a quarter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TileGeometry {
+    pub latent: usize,
+    pub sample: usize,
+}
+
+impl VaeConfig {
+    pub fn tile_geometry(&self) -> TileGeometry {
+        let sample = match &self.sample_size {
+            Some(serde_json::Value::Number(n)) => n.as_u64(),
+            Some(serde_json::Value::Array(items)) => items.first().and_then(|v| v.as_u64()),
+            _ => None,
+        }
+        .unwrap_or(32) as usize; // diffusers' AutoencoderKL default
+        let downscale = 1usize << self.block_out_channels.len().saturating_sub(1);
+        TileGeometry {
+            latent: (sample / downscale).max(1),
+            sample,
+        }
+    }
 }
 
 fn d_three() -> usize {
@@ -181,8 +209,7 @@ impl Encoder {
             }
         }
         let x = self.mid.forward(&x)?;
-        self.conv_out
-            .forward(&candle_nn::ops::silu(&self.norm_out.forward(&x)?)?)
+        self.conv_out.forward(&self.norm_out.forward_silu(&x)?)
     }
 }
 
@@ -244,8 +271,7 @@ impl Decoder {
                 x = u.forward(&x, None)?;
             }
         }
-        self.conv_out
-            .forward(&candle_nn::ops::silu(&self.norm_out.forward(&x)?)?)
+        self.conv_out.forward(&self.norm_out.forward_silu(&x)?)
     }
 }
 
@@ -355,4 +381,82 @@ impl AutoencoderKl {
         };
         Ok(self.decoder.forward(&z)?)
     }
+
+    /// Whether `latents` are larger than one tile (diffusers tiles only then).
+    pub fn exceeds_tile(&self, latents: &Tensor) -> Result<bool> {
+        let (_, _, h, w) = latents.dims4()?;
+        let tile = self.config.tile_geometry().latent;
+        Ok(h > tile || w > tile)
+    }
+
+    /// [`Self::decode`] tile by tile, as diffusers' `tiled_decode`: tiles of the training size every three
+    /// quarters of a tile, each blended into its upper and left neighbours over a quarter tile, so memory
+    /// depends on the tile size rather than the image size.
+    pub fn decode_tiled(&self, latents: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = latents.dims4()?;
+        let TileGeometry { latent, sample } = self.config.tile_geometry();
+        let stride = ((latent as f64) * 0.75) as usize;
+        let stride = stride.max(1);
+        let blend = ((sample as f64) * 0.25) as usize;
+        let keep = sample - blend;
+        let mut grid: Vec<Vec<Tensor>> = Vec::new();
+        for i in (0..h).step_by(stride) {
+            let mut row = Vec::new();
+            for j in (0..w).step_by(stride) {
+                let tile =
+                    latents
+                        .narrow(2, i, latent.min(h - i))?
+                        .narrow(3, j, latent.min(w - j))?;
+                row.push(self.decode(&tile)?);
+            }
+            grid.push(row);
+        }
+        let mut rows = Vec::with_capacity(grid.len());
+        for i in 0..grid.len() {
+            let mut cropped = Vec::with_capacity(grid[i].len());
+            for j in 0..grid[i].len() {
+                let mut tile = grid[i][j].clone();
+                if i > 0 {
+                    tile = blend_edge(&grid[i - 1][j], &tile, blend, 2)?;
+                }
+                if j > 0 {
+                    tile = blend_edge(&grid[i][j - 1], &tile, blend, 3)?;
+                }
+                // Later tiles blend with this one as blended here (diffusers blends in place).
+                grid[i][j] = tile.clone();
+                let (_, _, th, tw) = tile.dims4()?;
+                cropped.push(
+                    tile.narrow(2, 0, keep.min(th))?
+                        .narrow(3, 0, keep.min(tw))?,
+                );
+            }
+            rows.push(Tensor::cat(&cropped, 3)?);
+        }
+        Ok(Tensor::cat(&rows, 2)?)
+    }
+}
+
+/// Crossfades the first `extent` rows (dim 2) or columns (dim 3) of `next` from the last ones of `prev`:
+/// weight y / extent for `next` at offset y, as diffusers' `blend_v` / `blend_h`.
+fn blend_edge(prev: &Tensor, next: &Tensor, extent: usize, dim: usize) -> Result<Tensor> {
+    let extent = extent.min(prev.dim(dim)?).min(next.dim(dim)?);
+    if extent == 0 {
+        return Ok(next.clone());
+    }
+    let ramp: Vec<f32> = (0..extent).map(|y| y as f32 / extent as f32).collect();
+    let mut shape = [1usize, 1, 1, 1];
+    shape[dim] = extent;
+    let w_next = Tensor::from_vec(ramp, &shape[..], next.device())?.to_dtype(next.dtype())?;
+    let w_prev = (1.0 - &w_next)?;
+    let tail = prev.narrow(dim, prev.dim(dim)? - extent, extent)?;
+    let head = next.narrow(dim, 0, extent)?;
+    let blended = (tail.broadcast_mul(&w_prev)? + head.broadcast_mul(&w_next)?)?;
+    let rest = next.dim(dim)? - extent;
+    if rest == 0 {
+        return Ok(blended);
+    }
+    Ok(Tensor::cat(
+        &[&blended, &next.narrow(dim, extent, rest)?],
+        dim,
+    )?)
 }

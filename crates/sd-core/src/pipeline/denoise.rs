@@ -121,7 +121,14 @@ impl Pipeline {
         if let Some(shift) = cfg.shift_factor {
             z = (z + shift)?;
         }
-        let image = self.vae.decode(&z)?.to_dtype(DType::F32)?;
+        let (_, _, h, w) = z.dims4()?;
+        let tile = cfg.tile_geometry().latent;
+        let image = if self.vae_tiling.applies(h, w, tile) {
+            self.vae.decode_tiled(&z)?
+        } else {
+            self.vae.decode(&z)?
+        };
+        let image = image.to_dtype(DType::F32)?;
         Ok(((image / 2.0)? + 0.5)?.clamp(0f32, 1f32)?)
     }
 

@@ -37,6 +37,7 @@ pub struct Pipeline {
     pub(super) scheduler_config: SchedulerConfig,
     pub(super) default_sampler: SamplerKind,
     pub(super) previewer: LatentPreviewer,
+    pub(super) vae_tiling: super::VaeTiling,
     pub(super) info: ModelInfo,
     /// Weight files per component, kept to report unused tensors.
     weights: Vec<(String, Arc<WeightFiles>)>,
@@ -56,6 +57,7 @@ impl Pipeline {
     pub fn load(model: &str, options: &LoadOptions) -> Result<Self> {
         let folder = ModelFolder::resolve(model, options.variant.as_deref(), &options.hub)?;
         let device = options.device.open()?;
+        crate::fused::set_flash_attention(options.flash_attention);
         let dtype = options.dtype.dtype();
         if device.is_cpu() && options.dtype != DTypeSpec::F32 {
             tracing::warn!("half precision on the CPU is slow and imprecise; f32 is recommended");
@@ -154,6 +156,7 @@ impl Pipeline {
             device,
             dtype,
             vae_dtype,
+            vae_tiling: options.vae_tiling,
             tokenizer,
             text_encoder: text_encoder.model,
             unet: unet.model,

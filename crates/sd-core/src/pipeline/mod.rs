@@ -1,6 +1,7 @@
 //! Text-to-image (and, through [`InitImage`], image-to-image and inpainting): prompt -> embeddings ->
 //! denoising loop -> VAE decode. The public face of the core: the engine and the CLI call only this.
 
+pub mod bench;
 mod conditioning;
 mod denoise;
 pub mod img2img;
@@ -41,6 +42,48 @@ pub struct LoadOptions {
     pub hub: crate::loader::hub::HubOptions,
     /// A VAE folder (config.json + weights) to use instead of the model's own, e.g. an fp16-fixed SDXL VAE.
     pub vae: Option<std::path::PathBuf>,
+    /// When to decode latents tile by tile.
+    pub vae_tiling: VaeTiling,
+    /// Use the fused flash-attention kernel where it applies (CUDA, half precision); process-wide.
+    pub flash_attention: bool,
+}
+
+/// Tiled VAE decoding (diffusers' `enable_vae_tiling`): bounded memory for large images at the cost of faint
+/// seams where tiles are blended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VaeTiling {
+    /// Tile only images of more than four times the VAE's training area (`sample_size`², e.g. above 1024² for
+    /// SD 1.5, above 2048² for SDXL), where a whole decode needs gigabytes; smaller ones decode whole, exactly as
+    /// diffusers does by default.
+    #[default]
+    Auto,
+    /// Tile whenever the image is larger than one tile, as diffusers after `enable_vae_tiling()`.
+    On,
+    /// Never tile (diffusers' default; memory grows with the image).
+    Off,
+}
+
+impl VaeTiling {
+    /// Whether latents of `height` x `width` are decoded in tiles of `tile` latents.
+    pub fn applies(self, height: usize, width: usize, tile: usize) -> bool {
+        let larger_than_tile = height > tile || width > tile;
+        match self {
+            Self::Off => false,
+            Self::On => larger_than_tile,
+            Self::Auto => larger_than_tile && height * width > 4 * tile * tile,
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "on" | "true" | "yes" => Ok(Self::On),
+            "off" | "false" | "no" => Ok(Self::Off),
+            _ => Err(CoreError::InvalidInput(format!(
+                "vae tiling `{text}`: use auto, on or off"
+            ))),
+        }
+    }
 }
 
 impl Default for LoadOptions {
@@ -51,6 +94,8 @@ impl Default for LoadOptions {
             variant: None,
             hub: Default::default(),
             vae: None,
+            vae_tiling: VaeTiling::Auto,
+            flash_attention: true,
         }
     }
 }
@@ -171,8 +216,12 @@ impl DeviceSpec {
             |what: &str, e: candle_core::Error| CoreError::NotAvailable(format!("{what}: {e}"));
         match self {
             Self::Cpu => Ok(candle_core::Device::Cpu),
-            Self::Cuda(n) => candle_core::Device::new_cuda(*n)
-                .map_err(|e| unavailable(&format!("cuda:{n} (is this a CUDA build?)"), e)),
+            Self::Cuda(n) => {
+                let device = candle_core::Device::new_cuda(*n)
+                    .map_err(|e| unavailable(&format!("cuda:{n} (is this a CUDA build?)"), e))?;
+                crate::fused::configure_device(&device)?;
+                Ok(device)
+            }
             Self::Metal(n) => candle_core::Device::new_metal(*n)
                 .map_err(|e| unavailable(&format!("metal:{n} (is this a Metal build?)"), e)),
         }
@@ -239,6 +288,21 @@ mod tests {
         assert!(DeviceSpec::parse("tpu").is_err());
         assert!(DeviceSpec::parse("cuda:x").is_err());
         assert_eq!(DeviceSpec::Cuda(2).to_string(), "cuda:2");
+    }
+
+    #[test]
+    fn vae_tiling_modes() {
+        assert_eq!(VaeTiling::parse("ON").unwrap(), VaeTiling::On);
+        assert_eq!(VaeTiling::parse("auto").unwrap(), VaeTiling::Auto);
+        assert!(VaeTiling::parse("sometimes").is_err());
+        // SD 1.5: 64-latent tiles. 512² never tiles; 768² tiles only when asked; 2048² tiles in auto.
+        assert!(!VaeTiling::On.applies(64, 64, 64));
+        assert!(VaeTiling::On.applies(96, 96, 64));
+        assert!(!VaeTiling::Auto.applies(96, 96, 64));
+        assert!(!VaeTiling::Auto.applies(128, 128, 64));
+        assert!(VaeTiling::Auto.applies(256, 256, 64));
+        assert!(VaeTiling::Auto.applies(64, 320, 64));
+        assert!(!VaeTiling::Off.applies(256, 256, 64));
     }
 
     #[test]

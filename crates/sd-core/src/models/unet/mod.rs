@@ -8,7 +8,9 @@ pub mod embeddings;
 use std::path::Path;
 
 use candle_core::{Module, Tensor};
-use candle_nn::{conv2d, group_norm, Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
+use candle_nn::{Conv2dConfig, VarBuilder};
+
+use crate::fused::{conv2d, group_norm, Conv2d, GroupNorm};
 use serde::Deserialize;
 
 use self::blocks::{DownBlock, DownBlockSpec, MidBlock, UpBlock, UpBlockSpec};
@@ -490,7 +492,7 @@ impl UNet {
                 .map(|(_, _, h, w)| (h, w));
             x = block.forward(&x, &mut skips, &emb, context, target)?;
         }
-        let x = candle_nn::ops::silu(&self.norm_out.forward(&x)?)?;
+        let x = self.norm_out.forward_silu(&x)?;
         Ok(self.conv_out.forward(&x)?)
     }
 }

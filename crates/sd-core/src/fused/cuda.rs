@@ -1,0 +1,680 @@
+//! Launches kernels/fused.cu (PTX built by build.rs) on candle's CUDA stream.
+#![allow(unsafe_code)] // kernel launches are FFI; every launch below states why its arguments are in bounds.
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg,
+};
+use candle_core::cuda_backend::{kernel_name, Map1, Map2, Map3, WrapErr};
+use candle_core::{
+    CudaDevice, CudaStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor,
+    WithDType,
+};
+
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
+const MODULE: &str = "sd_core_fused";
+const THREADS: u32 = 256;
+/// Elements one statistics block reduces: small enough for hundreds of blocks, large enough to amortise them.
+const STATS_CHUNK: usize = 8192;
+/// Rows per grid in y; larger row counts loop (CUDA caps grid.y at 65535).
+const MAX_GRID_Y: usize = 65535;
+
+/// Sets a fresh CUDA device up for one model thread: no per-allocation event tracking (everything runs on
+/// candle's one stream, so the events only cost two driver calls per tensor) and a memory pool that keeps
+/// freed memory for reuse, as PyTorch's caching allocator does, instead of returning it at every synchronise.
+pub fn configure_device(dev: &CudaDevice) -> candle_core::Result<()> {
+    use candle_core::cuda_backend::cudarc::driver::{result, sys};
+    // SAFETY: called before any tensor exists on this device, and the model thread uses only candle's stream.
+    unsafe { dev.disable_event_tracking() };
+    let stream = dev.cuda_stream();
+    let mut pool = std::mem::MaybeUninit::<sys::CUmemoryPool>::uninit();
+    let mut keep = u64::MAX;
+    // SAFETY: `pool` is written by the driver before use; the attribute takes a u64.
+    unsafe {
+        sys::cuDeviceGetDefaultMemPool(pool.as_mut_ptr(), stream.context().cu_device())
+            .result()
+            .w()?;
+        result::mem_pool::set_attribute(
+            pool.assume_init(),
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut keep as *mut u64).cast(),
+        )
+        .w()?;
+    }
+    Ok(())
+}
+
+/// Brackets `f` with cuProfilerStart/Stop, so `ncu --profile-from-start off` sees only its kernels; without
+/// a profiler attached both calls do nothing.
+pub fn profiled<T>(
+    dev: &CudaDevice,
+    f: impl FnOnce() -> candle_core::Result<T>,
+) -> candle_core::Result<T> {
+    use candle_core::cuda_backend::cudarc::driver::sys;
+    dev.cuda_stream().synchronize().w()?;
+    // SAFETY: no arguments; the context is current on this thread through candle's stream.
+    unsafe { sys::cuProfilerStart() }.result().w()?;
+    let out = f();
+    dev.cuda_stream().synchronize().w()?;
+    // SAFETY: as above.
+    unsafe { sys::cuProfilerStop() }.result().w()?;
+    out
+}
+
+pub fn supports(dtype: DType) -> bool {
+    matches!(dtype, DType::F32 | DType::F16 | DType::BF16)
+}
+
+pub fn group_norm(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    groups: usize,
+    eps: f64,
+    silu: bool,
+) -> candle_core::Result<Tensor> {
+    let dims = x.dims();
+    if dims.len() < 3 || !dims[1].is_multiple_of(groups) {
+        candle_core::bail!("group_norm: input {dims:?} does not split into {groups} groups");
+    }
+    let x = x.contiguous()?;
+    let weight = weight.to_dtype(x.dtype())?.contiguous()?;
+    let bias = bias.to_dtype(x.dtype())?.contiguous()?;
+    x.apply_op3_no_bwd(
+        &weight,
+        &bias,
+        &FusedGroupNorm {
+            groups,
+            eps: eps as f32,
+            silu,
+        },
+    )
+}
+
+pub fn geglu(h: &Tensor) -> candle_core::Result<Tensor> {
+    h.contiguous()?.apply_op1_no_bwd(&FusedGeglu)
+}
+
+struct FusedGroupNorm {
+    groups: usize,
+    eps: f32,
+    silu: bool,
+}
+
+fn contiguous_view<'a, T: DeviceRepr>(
+    slice: &'a CudaSlice<T>,
+    layout: &Layout,
+    what: &str,
+) -> candle_core::Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, T>> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(slice.slice(start..end)),
+        None => candle_core::bail!("{what} must be contiguous"),
+    }
+}
+
+fn grid_for(rows: usize, per_row: usize) -> LaunchConfig {
+    let x_blocks = per_row.div_ceil(THREADS as usize).clamp(1, 1024);
+    LaunchConfig {
+        grid_dim: (x_blocks as u32, rows.clamp(1, MAX_GRID_Y) as u32, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+impl Map3 for FusedGroupNorm {
+    fn f<T: DeviceRepr + WithDType>(
+        &self,
+        x: &CudaSlice<T>,
+        x_l: &Layout,
+        w: &CudaSlice<T>,
+        w_l: &Layout,
+        b: &CudaSlice<T>,
+        b_l: &Layout,
+        dev: &CudaDevice,
+    ) -> candle_core::Result<CudaSlice<T>> {
+        let x = contiguous_view(x, x_l, "group_norm input")?;
+        let w = contiguous_view(w, w_l, "group_norm weight")?;
+        let b = contiguous_view(b, b_l, "group_norm bias")?;
+        let dims = x_l.dims();
+        let (batch, channels) = (dims[0], dims[1]);
+        let spatial: usize = dims[2..].iter().product();
+        if w_l.shape().elem_count() != channels || b_l.shape().elem_count() != channels {
+            candle_core::bail!("group_norm: weight/bias must have {channels} elements");
+        }
+        let groups_total = batch * self.groups;
+        let per_group = channels / self.groups * spatial;
+        let chunks = per_group.div_ceil(STATS_CHUNK).max(1);
+        let elems = batch * channels * spatial;
+        if spatial > u32::MAX as usize || channels * batch > u32::MAX as usize {
+            candle_core::bail!("group_norm: tensor {dims:?} is too large for the fused kernel");
+        }
+        // SAFETY: every element of `stats` is written by the statistics pass before it is read.
+        let mut stats = unsafe { dev.alloc::<f32>(groups_total * chunks * 2)? };
+        // SAFETY: the apply pass writes every element of `out`.
+        let mut out = unsafe { dev.alloc::<T>(elems)? };
+
+        let func =
+            dev.get_or_load_custom_func(&kernel_name::<T>("group_norm_stats"), MODULE, PTX)?;
+        let mut builder = func.builder();
+        let (n, chunk) = (per_group as u64, STATS_CHUNK as u32);
+        builder.arg(&x);
+        builder.arg(&mut stats);
+        builder.arg(&n);
+        builder.arg(&chunk);
+        let cfg = LaunchConfig {
+            grid_dim: (chunks as u32, groups_total as u32, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: grid (chunks, groups) covers exactly groups_total * per_group elements of `x`, and each
+        // block writes its own two floats of `stats`.
+        unsafe { builder.launch(cfg) }.w()?;
+
+        let func = dev.get_or_load_custom_func("group_norm_combine", MODULE, PTX)?;
+        let mut builder = func.builder();
+        let (gt, ch) = (groups_total as u32, chunks as u32);
+        builder.arg(&mut stats);
+        builder.arg(&gt);
+        builder.arg(&ch);
+        builder.arg(&n);
+        builder.arg(&chunk);
+        builder.arg(&self.eps);
+        let cfg = LaunchConfig {
+            grid_dim: (groups_total.div_ceil(THREADS as usize) as u32, 1, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: one thread per group, bounds-checked in the kernel.
+        unsafe { builder.launch(cfg) }.w()?;
+
+        let func =
+            dev.get_or_load_custom_func(&kernel_name::<T>("group_norm_apply"), MODULE, PTX)?;
+        let mut builder = func.builder();
+        let rows = (batch * channels) as u32;
+        let (sp, chn, grp) = (spatial as u32, channels as u32, self.groups as u32);
+        let silu = i32::from(self.silu);
+        builder.arg(&x);
+        builder.arg(&stats);
+        builder.arg(&w);
+        builder.arg(&b);
+        builder.arg(&mut out);
+        builder.arg(&rows);
+        builder.arg(&sp);
+        builder.arg(&chn);
+        builder.arg(&grp);
+        builder.arg(&ch);
+        builder.arg(&silu);
+        // SAFETY: rows * spatial == elems for both `x` and `out`; channel indices stay below `channels`.
+        unsafe { builder.launch(grid_for(batch * channels, spatial)) }.w()?;
+        Ok(out)
+    }
+}
+
+impl CustomOp3 for FusedGroupNorm {
+    fn name(&self) -> &'static str {
+        "sd-fused-group-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!(
+            "the fused group norm runs on CUDA tensors only (the CPU path uses candle-nn)"
+        )
+    }
+
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        x_l: &Layout,
+        w: &CudaStorage,
+        w_l: &Layout,
+        b: &CudaStorage,
+        b_l: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let dev = x.device().clone();
+        let slice = self.map(&x.slice, x_l, &w.slice, w_l, &b.slice, b_l, &dev)?;
+        Ok((CudaStorage { slice, device: dev }, x_l.shape().clone()))
+    }
+}
+
+struct FusedGeglu;
+
+impl Map1 for FusedGeglu {
+    fn f<T: DeviceRepr + WithDType>(
+        &self,
+        h: &CudaSlice<T>,
+        dev: &CudaDevice,
+        h_l: &Layout,
+    ) -> candle_core::Result<CudaSlice<T>> {
+        let h = contiguous_view(h, h_l, "geglu input")?;
+        let dims = h_l.dims();
+        let last = dims.last().copied().unwrap_or(0);
+        if last % 2 != 0 {
+            candle_core::bail!("geglu: last dimension {last} is odd");
+        }
+        let inner = last / 2;
+        let rows = h_l.shape().elem_count() / last.max(1);
+        if rows > u32::MAX as usize || inner > u32::MAX as usize {
+            candle_core::bail!("geglu: tensor {dims:?} is too large for the fused kernel");
+        }
+        // SAFETY: the kernel writes every one of rows * inner outputs.
+        let mut out = unsafe { dev.alloc::<T>(rows * inner)? };
+        let func = dev.get_or_load_custom_func(&kernel_name::<T>("geglu"), MODULE, PTX)?;
+        let mut builder = func.builder();
+        let (r, i) = (rows as u32, inner as u32);
+        builder.arg(&h);
+        builder.arg(&mut out);
+        builder.arg(&r);
+        builder.arg(&i);
+        // SAFETY: row r reads h[r * 2 * inner .. (r + 1) * 2 * inner] and writes out[r * inner ..].
+        unsafe { builder.launch(grid_for(rows, inner)) }.w()?;
+        Ok(out)
+    }
+}
+
+impl CustomOp1 for FusedGeglu {
+    fn name(&self) -> &'static str {
+        "sd-fused-geglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!(
+            "the fused GEGLU runs on CUDA tensors only (the CPU path uses candle ops)"
+        )
+    }
+
+    fn cuda_fwd(&self, h: &CudaStorage, l: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+        let dev = h.device().clone();
+        let slice = self.map(&h.slice, &dev, l)?;
+        let mut dims = l.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last /= 2;
+        }
+        Ok((CudaStorage { slice, device: dev }, Shape::from(dims)))
+    }
+}
+
+pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op1_no_bwd(&FusedSoftmax)
+}
+
+/// Rows up to this long are held in registers by the in-place kernel (256 threads x 32 items).
+const INPLACE_SOFTMAX_MAX_COLS: usize = 256 * 32;
+
+/// Softmax over the last dimension written over `x` itself, for a tensor nothing else refers to (attention
+/// scores straight out of their matmul): half the memory of a separate output, and one pass over it.
+pub fn softmax_last_dim_in_place(x: Tensor) -> candle_core::Result<Tensor> {
+    let cols = x.dims().last().copied().unwrap_or(1);
+    if !x.is_contiguous() || cols > INPLACE_SOFTMAX_MAX_COLS || !supports(x.dtype()) {
+        return softmax_last_dim(&x);
+    }
+    x.inplace_op1(&InPlaceSoftmax)?;
+    Ok(x)
+}
+
+struct InPlaceSoftmax;
+
+impl InPlaceSoftmax {
+    fn run<T: DeviceRepr + WithDType>(
+        x: &mut CudaSlice<T>,
+        l: &Layout,
+        dev: &CudaDevice,
+    ) -> candle_core::Result<()> {
+        let Some((start, end)) = l.contiguous_offsets() else {
+            candle_core::bail!("in-place softmax: input must be contiguous");
+        };
+        let cols = l.dims().last().copied().unwrap_or(1).max(1);
+        let rows = (end - start) / cols;
+        let items = cols.div_ceil(256);
+        let (variant, threads) = match items {
+            0 | 1 => (1, cols.next_power_of_two().clamp(32, 256)),
+            2..=4 => (4, 256),
+            5..=16 => (16, 256),
+            _ => (32, 256),
+        };
+        let mut view = x.slice_mut(start..end);
+        let name = kernel_name::<T>(&format!("softmax_inplace_{variant}"));
+        let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
+        let mut builder = func.builder();
+        let (r, c) = (rows as u32, cols as u32);
+        builder.arg(&mut view);
+        builder.arg(&r);
+        builder.arg(&c);
+        let cfg = LaunchConfig {
+            grid_dim: (rows.clamp(1, 1 << 20) as u32, 1, 1),
+            block_dim: (threads as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: threads * variant >= cols, so each row fits the registers; block r touches only row r
+        // (and rows r + k * grid).
+        unsafe { builder.launch(cfg) }.w()?;
+        Ok(())
+    }
+}
+
+impl candle_core::InplaceOp1 for InPlaceSoftmax {
+    fn name(&self) -> &'static str {
+        "sd-fused-softmax-in-place"
+    }
+
+    fn cpu_fwd(&self, _: &mut candle_core::CpuStorage, _: &Layout) -> candle_core::Result<()> {
+        candle_core::bail!("the in-place softmax runs on CUDA tensors only")
+    }
+
+    fn cuda_fwd(&self, x: &mut CudaStorage, l: &Layout) -> candle_core::Result<()> {
+        use candle_core::cuda_backend::CudaStorageSlice as S;
+        let dev = x.device().clone();
+        match &mut x.slice {
+            S::F32(s) => Self::run(s, l, &dev),
+            S::F16(s) => Self::run(s, l, &dev),
+            S::BF16(s) => Self::run(s, l, &dev),
+            _ => candle_core::bail!("in-place softmax: f32, f16 or bf16 only"),
+        }
+    }
+}
+
+/// `x` `[n, c, ...]` plus `bias[c]` broadcast over the trailing dimensions.
+pub fn add_bias_channels(x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+    let bias = bias.to_dtype(x.dtype())?.contiguous()?;
+    x.contiguous()?.apply_op2_no_bwd(&bias, &BiasAdd::Channels)
+}
+
+/// `x` `[..., n]` plus `bias[n]` on every row.
+pub fn add_bias_columns(x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+    let bias = bias.to_dtype(x.dtype())?.contiguous()?;
+    x.contiguous()?.apply_op2_no_bwd(&bias, &BiasAdd::Columns)
+}
+
+struct FusedSoftmax;
+
+impl Map1 for FusedSoftmax {
+    fn f<T: DeviceRepr + WithDType>(
+        &self,
+        x: &CudaSlice<T>,
+        dev: &CudaDevice,
+        l: &Layout,
+    ) -> candle_core::Result<CudaSlice<T>> {
+        let x = contiguous_view(x, l, "softmax input")?;
+        let cols = l.dims().last().copied().unwrap_or(1).max(1);
+        let rows = l.shape().elem_count() / cols;
+        if rows > u32::MAX as usize || cols > u32::MAX as usize {
+            candle_core::bail!(
+                "softmax: tensor {:?} is too large for the fused kernel",
+                l.dims()
+            );
+        }
+        // SAFETY: every element of every row is written.
+        let mut out = unsafe { dev.alloc::<T>(rows * cols)? };
+        let func = dev.get_or_load_custom_func(&kernel_name::<T>("softmax"), MODULE, PTX)?;
+        let mut builder = func.builder();
+        let (r, c) = (rows as u32, cols as u32);
+        builder.arg(&x);
+        builder.arg(&mut out);
+        builder.arg(&r);
+        builder.arg(&c);
+        // Short rows (cross-attention over 77 tokens) get one warp; long ones 256 threads.
+        let threads = (cols.div_ceil(8).next_power_of_two()).clamp(32, 256) as u32;
+        let cfg = LaunchConfig {
+            grid_dim: (rows.clamp(1, 1 << 20) as u32, 1, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: block r reads and writes row r (and rows r + k * grid) of `cols` elements.
+        unsafe { builder.launch(cfg) }.w()?;
+        Ok(out)
+    }
+}
+
+impl CustomOp1 for FusedSoftmax {
+    fn name(&self) -> &'static str {
+        "sd-fused-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!(
+            "the fused softmax runs on CUDA tensors only (the CPU path uses candle-nn)"
+        )
+    }
+
+    fn cuda_fwd(&self, x: &CudaStorage, l: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+        let dev = x.device().clone();
+        let slice = self.map(&x.slice, &dev, l)?;
+        Ok((CudaStorage { slice, device: dev }, l.shape().clone()))
+    }
+}
+
+enum BiasAdd {
+    /// Bias per dimension 1 (NCHW channels).
+    Channels,
+    /// Bias per last-dimension index.
+    Columns,
+}
+
+impl Map2 for BiasAdd {
+    fn f<T: DeviceRepr + WithDType>(
+        &self,
+        x: &CudaSlice<T>,
+        x_l: &Layout,
+        b: &CudaSlice<T>,
+        b_l: &Layout,
+        dev: &CudaDevice,
+    ) -> candle_core::Result<CudaSlice<T>> {
+        let x = contiguous_view(x, x_l, "bias-add input")?;
+        let b = contiguous_view(b, b_l, "bias")?;
+        let dims = x_l.dims();
+        let total = x_l.shape().elem_count();
+        let bias_len = b_l.shape().elem_count();
+        let (rows, inner, name) = match self {
+            Self::Channels => {
+                if dims.len() < 2 || dims[1] != bias_len {
+                    candle_core::bail!("bias add: {dims:?} has no channel dimension of {bias_len}");
+                }
+                let inner: usize = dims[2..].iter().product();
+                (dims[0] * dims[1], inner, "bias_channels")
+            }
+            Self::Columns => {
+                if dims.last() != Some(&bias_len) {
+                    candle_core::bail!("bias add: {dims:?} does not end in {bias_len}");
+                }
+                (total / bias_len.max(1), bias_len, "bias_columns")
+            }
+        };
+        if rows > u32::MAX as usize || inner > u32::MAX as usize {
+            candle_core::bail!("bias add: tensor {dims:?} is too large for the fused kernel");
+        }
+        // SAFETY: every element is written.
+        let mut out = unsafe { dev.alloc::<T>(total)? };
+        let func = dev.get_or_load_custom_func(&kernel_name::<T>(name), MODULE, PTX)?;
+        let mut builder = func.builder();
+        let (r, i, c) = (rows as u32, inner as u32, bias_len as u32);
+        builder.arg(&x);
+        builder.arg(&b);
+        builder.arg(&mut out);
+        builder.arg(&r);
+        builder.arg(&i);
+        if matches!(self, Self::Channels) {
+            builder.arg(&c);
+        }
+        // SAFETY: rows * inner == total; bias indices stay below bias_len (r % channels, or j < cols).
+        unsafe { builder.launch(grid_for(rows, inner)) }.w()?;
+        Ok(out)
+    }
+}
+
+impl CustomOp2 for BiasAdd {
+    fn name(&self) -> &'static str {
+        "sd-fused-bias-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!(
+            "the fused bias add runs on CUDA tensors only (the CPU path uses candle)"
+        )
+    }
+
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        x_l: &Layout,
+        b: &CudaStorage,
+        b_l: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let dev = x.device().clone();
+        let slice = self.map(&x.slice, x_l, &b.slice, b_l, &dev)?;
+        Ok((CudaStorage { slice, device: dev }, x_l.shape().clone()))
+    }
+}
+
+/// Largest difference relative to the expected tensor's largest magnitude (half types round per ulp).
+pub(super) fn relative_max_diff(actual: &Tensor, expected: &Tensor) -> candle_core::Result<f32> {
+    let f = |t: &Tensor| t.to_dtype(DType::F32);
+    let scale = f(expected)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    let d = (f(actual)? - f(expected)?)?;
+    Ok(d.abs()?.max_all()?.to_scalar::<f32>()? / scale.max(1.0))
+}
+
+pub(super) fn tolerance(dtype: DType, f32_tol: f32) -> f32 {
+    match dtype {
+        DType::F32 => f32_tol,
+        DType::F16 => 2e-3,
+        _ => 1.6e-2,
+    }
+}
+
+/// Each fused kernel against the candle-nn composition it replaces, on random inputs on `dev`, in f32, f16
+/// and bf16: UNet- and VAE-like shapes (a VAE group spans many statistics chunks), odd sizes, and inputs offset
+/// by 20 so a cancelling variance formula would show.
+pub fn verify(dev: &candle_core::Device) -> candle_core::Result<Vec<super::KernelCheck>> {
+    let mut checks = Vec::new();
+    let cases: [(&[usize], usize); 4] = [
+        (&[2, 320, 64, 64], 32),
+        (&[1, 128, 256, 256], 32),
+        (&[3, 64, 7, 9], 8),
+        (&[2, 1280, 8, 8], 32),
+    ];
+    for (shape, groups) in cases {
+        let channels = shape[1];
+        let x = (Tensor::randn(0f32, 1.5, shape, dev)? + 20.0)?;
+        let w = Tensor::randn(1f32, 0.2, channels, dev)?;
+        let b = Tensor::randn(0f32, 0.2, channels, dev)?;
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            let (xd, wd, bd) = (x.to_dtype(dtype)?, w.to_dtype(dtype)?, b.to_dtype(dtype)?);
+            let plain = candle_nn::GroupNorm::new(wd.clone(), bd.clone(), channels, groups, 1e-6)?;
+            let expected = candle_core::Module::forward(&plain, &xd)?;
+            let expected_silu = candle_nn::ops::silu(&expected)?;
+            let fused = group_norm(&xd, &wd, &bd, groups, 1e-6, false)?;
+            let fused_silu = group_norm(&xd, &wd, &bd, groups, 1e-6, true)?;
+            let diff = relative_max_diff(&fused, &expected)?
+                .max(relative_max_diff(&fused_silu, &expected_silu)?);
+            checks.push(super::KernelCheck {
+                kernel: "group_norm(+silu)",
+                case: format!("{shape:?} groups {groups} {dtype:?}"),
+                relative_max_diff: diff,
+                tolerance: tolerance(dtype, 5e-5),
+            });
+        }
+    }
+    for shape in [[2usize, 4096, 2560], [1, 77, 10], [3, 5, 6]] {
+        let h = Tensor::randn(0f32, 2.0, &shape, dev)?;
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            let hd = h.to_dtype(dtype)?;
+            let half = shape[2] / 2;
+            let expected = (hd.narrow(2, 0, half)? * hd.narrow(2, half, half)?.gelu_erf()?)?;
+            let fused = geglu(&hd)?;
+            if fused.dims() != expected.dims() {
+                candle_core::bail!("geglu: shape {:?} vs {:?}", fused.dims(), expected.dims());
+            }
+
+            checks.push(super::KernelCheck {
+                kernel: "geglu",
+                case: format!("{shape:?} {dtype:?}"),
+                relative_max_diff: relative_max_diff(&fused, &expected)?,
+                tolerance: tolerance(dtype, 1e-6),
+            });
+        }
+    }
+    let softmax_cases: [(&[usize], f64); 5] = [
+        (&[2, 8, 256, 4096], 4.0),
+        (&[2, 8, 64, 77], 8.0),
+        (&[3, 5, 7], 1.0),
+        (&[4, 1000], 2.0),
+        (&[2, 16, 9000], 1.0),
+    ];
+    for (shape, scale) in softmax_cases {
+        let x = (Tensor::randn(0f32, 1.0, shape, dev)? * scale)?;
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            let xd = x.to_dtype(dtype)?;
+            let expected = candle_nn::ops::softmax_last_dim(&xd)?;
+            checks.push(super::KernelCheck {
+                kernel: "softmax_last_dim",
+                case: format!("{shape:?} {dtype:?}"),
+                relative_max_diff: relative_max_diff(&softmax_last_dim(&xd)?, &expected)?,
+                tolerance: tolerance(dtype, 1e-5),
+            });
+            let in_place = softmax_last_dim_in_place(xd.copy()?)?;
+            checks.push(super::KernelCheck {
+                kernel: "softmax_last_dim_in_place",
+                case: format!("{shape:?} {dtype:?}"),
+                relative_max_diff: relative_max_diff(&in_place, &expected)?,
+                tolerance: tolerance(dtype, 1e-5),
+            });
+        }
+    }
+    let x = Tensor::randn(0f32, 1.0, (2, 320, 24, 20), dev)?;
+    let bc = Tensor::randn(0f32, 1.0, 320, dev)?;
+    let rows = Tensor::randn(0f32, 1.0, (2, 77, 640), dev)?;
+    let bcol = Tensor::randn(0f32, 1.0, 640, dev)?;
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        let (xd, bd) = (x.to_dtype(dtype)?, bc.to_dtype(dtype)?);
+        let expected = xd.broadcast_add(&bd.reshape((1, 320, 1, 1))?)?;
+        checks.push(super::KernelCheck {
+            kernel: "bias_channels",
+            case: format!("[2, 320, 24, 20] {dtype:?}"),
+            relative_max_diff: relative_max_diff(&add_bias_channels(&xd, &bd)?, &expected)?,
+            tolerance: tolerance(dtype, 1e-6),
+        });
+        let (rd, bd) = (rows.to_dtype(dtype)?, bcol.to_dtype(dtype)?);
+        let expected = rd.broadcast_add(&bd)?;
+        checks.push(super::KernelCheck {
+            kernel: "bias_columns",
+            case: format!("[2, 77, 640] {dtype:?}"),
+            relative_max_diff: relative_max_diff(&add_bias_columns(&rd, &bd)?, &expected)?,
+            tolerance: tolerance(dtype, 1e-6),
+        });
+    }
+    Ok(checks)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fused_kernels_match_their_candle_nn_compositions_on_random_inputs() {
+        let dev = candle_core::Device::new_cuda(0).unwrap();
+        let checks = super::verify(&dev).unwrap();
+        assert!(checks.len() >= 36, "{}", checks.len());
+        for c in checks {
+            assert!(c.passed(), "{c:?}");
+        }
+    }
+}
