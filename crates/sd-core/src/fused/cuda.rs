@@ -6,10 +6,7 @@ use candle_core::cuda_backend::cudarc::driver::{
     CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg,
 };
 use candle_core::cuda_backend::{kernel_name, Map1, Map2, Map3, WrapErr};
-use candle_core::{
-    CudaDevice, CudaStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor,
-    WithDType,
-};
+use candle_core::{CudaDevice, CudaStorage, DType, Layout, Shape, Tensor, WithDType};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
 const MODULE: &str = "sd_core_fused";
@@ -210,39 +207,9 @@ impl Map3 for FusedGroupNorm {
     }
 }
 
-impl CustomOp3 for FusedGroupNorm {
-    fn name(&self) -> &'static str {
-        "sd-fused-group-norm"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!(
-            "the fused group norm runs on CUDA tensors only (the CPU path uses candle-nn)"
-        )
-    }
-
-    fn cuda_fwd(
-        &self,
-        x: &CudaStorage,
-        x_l: &Layout,
-        w: &CudaStorage,
-        w_l: &Layout,
-        b: &CudaStorage,
-        b_l: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let dev = x.device().clone();
-        let slice = self.map(&x.slice, x_l, &w.slice, w_l, &b.slice, b_l, &dev)?;
-        Ok((CudaStorage { slice, device: dev }, x_l.shape().clone()))
-    }
-}
+cuda_only_op!(3, FusedGroupNorm, "sd-fused-group-norm", |l| l
+    .shape()
+    .clone());
 
 struct FusedGeglu;
 
@@ -279,31 +246,13 @@ impl Map1 for FusedGeglu {
     }
 }
 
-impl CustomOp1 for FusedGeglu {
-    fn name(&self) -> &'static str {
-        "sd-fused-geglu"
+cuda_only_op!(1, FusedGeglu, "sd-fused-geglu", |l| {
+    let mut dims = l.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last /= 2;
     }
-
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!(
-            "the fused GEGLU runs on CUDA tensors only (the CPU path uses candle ops)"
-        )
-    }
-
-    fn cuda_fwd(&self, h: &CudaStorage, l: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
-        let dev = h.device().clone();
-        let slice = self.map(&h.slice, &dev, l)?;
-        let mut dims = l.dims().to_vec();
-        if let Some(last) = dims.last_mut() {
-            *last /= 2;
-        }
-        Ok((CudaStorage { slice, device: dev }, Shape::from(dims)))
-    }
-}
+    Shape::from(dims)
+});
 
 pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1_no_bwd(&FusedSoftmax)
@@ -436,27 +385,7 @@ impl Map1 for FusedSoftmax {
     }
 }
 
-impl CustomOp1 for FusedSoftmax {
-    fn name(&self) -> &'static str {
-        "sd-fused-softmax"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!(
-            "the fused softmax runs on CUDA tensors only (the CPU path uses candle-nn)"
-        )
-    }
-
-    fn cuda_fwd(&self, x: &CudaStorage, l: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
-        let dev = x.device().clone();
-        let slice = self.map(&x.slice, &dev, l)?;
-        Ok((CudaStorage { slice, device: dev }, l.shape().clone()))
-    }
-}
+cuda_only_op!(1, FusedSoftmax, "sd-fused-softmax", |l| l.shape().clone());
 
 enum BiasAdd {
     /// Bias per dimension 1 (NCHW channels).
@@ -516,35 +445,7 @@ impl Map2 for BiasAdd {
     }
 }
 
-impl CustomOp2 for BiasAdd {
-    fn name(&self) -> &'static str {
-        "sd-fused-bias-add"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!(
-            "the fused bias add runs on CUDA tensors only (the CPU path uses candle)"
-        )
-    }
-
-    fn cuda_fwd(
-        &self,
-        x: &CudaStorage,
-        x_l: &Layout,
-        b: &CudaStorage,
-        b_l: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let dev = x.device().clone();
-        let slice = self.map(&x.slice, x_l, &b.slice, b_l, &dev)?;
-        Ok((CudaStorage { slice, device: dev }, x_l.shape().clone()))
-    }
-}
+cuda_only_op!(2, BiasAdd, "sd-fused-bias-add", |l| l.shape().clone());
 
 /// Largest difference relative to the expected tensor's largest magnitude (half types round per ulp).
 pub(super) fn relative_max_diff(actual: &Tensor, expected: &Tensor) -> candle_core::Result<f32> {

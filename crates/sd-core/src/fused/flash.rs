@@ -2,13 +2,12 @@
 //! dimensions (every SD 1.x, 2.x and SDXL UNet head; the VAE's single 512-wide head keeps the matmul path).
 #![allow(unsafe_code)] // kernel launches are FFI; the launch below states why its arguments are in bounds.
 
-use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute;
 use candle_core::cuda_backend::cudarc::driver::{
     CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg,
 };
 use candle_core::cuda_backend::{kernel_name, Map3, WrapErr};
-use candle_core::{CudaDevice, CudaStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
+use candle_core::{CudaDevice, DType, Layout, Shape, Tensor, WithDType};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/flash.ptx"));
 const MODULE: &str = "sd_core_flash";
@@ -126,41 +125,10 @@ impl Map3 for FlashAttention {
     }
 }
 
-impl CustomOp3 for FlashAttention {
-    fn name(&self) -> &'static str {
-        "sd-flash-attention"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!(
-            "flash attention runs on CUDA tensors only (the CPU path uses matmul + softmax)"
-        )
-    }
-
-    fn cuda_fwd(
-        &self,
-        q: &CudaStorage,
-        q_l: &Layout,
-        k: &CudaStorage,
-        k_l: &Layout,
-        v: &CudaStorage,
-        v_l: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let dev = q.device().clone();
-        let slice = self.map(&q.slice, q_l, &k.slice, k_l, &v.slice, v_l, &dev)?;
-        let dims = q_l.dims();
-        let shape = Shape::from((dims[0], dims[2], dims[1] * dims[3]));
-        Ok((CudaStorage { slice, device: dev }, shape))
-    }
-}
+cuda_only_op!(3, FlashAttention, "sd-flash-attention", |l| {
+    let dims = l.dims();
+    Shape::from((dims[0], dims[2], dims[1] * dims[3]))
+});
 
 /// Flash attention against softmax(q k^T / sqrt(d)) v computed in f32 with candle ops, per padded width.
 pub fn verify(dev: &candle_core::Device) -> candle_core::Result<Vec<super::KernelCheck>> {

@@ -5,6 +5,97 @@
 //! - [`geglu`]: the GEGLU gate of the transformer feed-forward.
 //! - [`Conv2d`]: with the `cudnn` feature, convolutions through cuDNN configured as PyTorch configures it.
 
+/// `impl CustomOpN` for a CUDA-only op whose work is a candle `MapN` (dtype dispatch over the slices): the
+/// name, a CPU half that refuses (the functions of this module send CPU tensors to candle first), and the CUDA
+/// half that maps the slices and reports the output shape `$shape` computed from the first input's layout.
+#[cfg(feature = "cuda")]
+macro_rules! cuda_only_op {
+    (1, $ty:ty, $name:literal, |$l:ident| $shape:expr) => {
+        impl candle_core::CustomOp1 for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+            fn cpu_fwd(
+                &self,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                candle_core::bail!(concat!($name, " runs on CUDA tensors only"))
+            }
+            fn cuda_fwd(
+                &self,
+                a: &candle_core::CudaStorage,
+                $l: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+                use candle_core::backend::BackendStorage;
+                let device = a.device().clone();
+                let slice = self.map(&a.slice, &device, $l)?;
+                Ok((candle_core::CudaStorage { slice, device }, $shape))
+            }
+        }
+    };
+    (2, $ty:ty, $name:literal, |$l:ident| $shape:expr) => {
+        impl candle_core::CustomOp2 for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+            fn cpu_fwd(
+                &self,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                candle_core::bail!(concat!($name, " runs on CUDA tensors only"))
+            }
+            fn cuda_fwd(
+                &self,
+                a: &candle_core::CudaStorage,
+                $l: &candle_core::Layout,
+                b: &candle_core::CudaStorage,
+                b_l: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+                use candle_core::backend::BackendStorage;
+                let device = a.device().clone();
+                let slice = self.map(&a.slice, $l, &b.slice, b_l, &device)?;
+                Ok((candle_core::CudaStorage { slice, device }, $shape))
+            }
+        }
+    };
+    (3, $ty:ty, $name:literal, |$l:ident| $shape:expr) => {
+        impl candle_core::CustomOp3 for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+            fn cpu_fwd(
+                &self,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                candle_core::bail!(concat!($name, " runs on CUDA tensors only"))
+            }
+            fn cuda_fwd(
+                &self,
+                a: &candle_core::CudaStorage,
+                $l: &candle_core::Layout,
+                b: &candle_core::CudaStorage,
+                b_l: &candle_core::Layout,
+                c: &candle_core::CudaStorage,
+                c_l: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+                use candle_core::backend::BackendStorage;
+                let device = a.device().clone();
+                let slice = self.map(&a.slice, $l, &b.slice, b_l, &c.slice, c_l, &device)?;
+                Ok((candle_core::CudaStorage { slice, device }, $shape))
+            }
+        }
+    };
+}
+
 #[cfg(feature = "cuda")]
 mod cuda;
 #[cfg(feature = "cudnn")]
