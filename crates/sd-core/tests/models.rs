@@ -268,3 +268,15 @@ fn sd1_vae_tiled_decode_matches_diffusers() {
         TOL,
     );
 }
+
+/// Tiled encoding reproduces diffusers' `tiled_encode` (mean and std of the latent distribution).
+#[test]
+fn sd1_vae_tiled_encode_matches_diffusers() {
+    let vae = vae("tiny-sd1");
+    let g = golden("tiny-sd1", "vae_tiled_decode.safetensors");
+    let dist = vae.encode_tiled(get(&g, "image")).unwrap();
+    assert_eq!(dist.mean.dims(), &[1, 4, 16, 20]);
+    assert_close("tiled mean", &dist.mean, get(&g, "tiled_mean"), TOL);
+    assert_close("tiled std", &dist.std, get(&g, "tiled_std"), TOL);
+    assert!(relative_error(&dist.mean, get(&g, "plain_mean")) > 10.0 * TOL);
+}

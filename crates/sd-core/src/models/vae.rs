@@ -359,10 +359,35 @@ impl AutoencoderKl {
 
     /// Pixels in [-1, 1], `[batch, 3, H, W]` -> latent distribution.
     pub fn encode(&self, image: &Tensor) -> Result<LatentDistribution> {
+        self.distribution(self.moments(image)?)
+    }
+
+    /// [`Self::encode`] tile by tile, as diffusers' `tiled_encode` (tiles of the training size every three
+    /// quarters of a tile, blended over a quarter of a latent tile).
+    pub fn encode_tiled(&self, image: &Tensor) -> Result<LatentDistribution> {
+        let TileGeometry { latent, sample } = self.config.tile_geometry();
+        let blend = ((latent as f64) * 0.25) as usize;
+        let moments = tiled(
+            image,
+            sample,
+            (((sample as f64) * 0.75) as usize).max(1),
+            blend,
+            latent - blend,
+            |tile| self.moments(tile),
+        )?;
+        self.distribution(moments)
+    }
+
+    /// Encoder and quant_conv: `[batch, 2 * latent_channels, h, w]` (mean, log variance).
+    fn moments(&self, image: &Tensor) -> Result<Tensor> {
         let mut moments = self.encoder.forward(image)?;
         if let Some(q) = &self.quant_conv {
             moments = q.forward(&moments)?;
         }
+        Ok(moments)
+    }
+
+    fn distribution(&self, moments: Tensor) -> Result<LatentDistribution> {
         let l = self.config.latent_channels;
         let mean = moments.narrow(1, 0, l)?;
         let logvar = moments
@@ -393,47 +418,61 @@ impl AutoencoderKl {
     /// quarters of a tile, each blended into its upper and left neighbours over a quarter tile, so memory
     /// depends on the tile size rather than the image size.
     pub fn decode_tiled(&self, latents: &Tensor) -> Result<Tensor> {
-        let (_, _, h, w) = latents.dims4()?;
         let TileGeometry { latent, sample } = self.config.tile_geometry();
-        let stride = ((latent as f64) * 0.75) as usize;
-        let stride = stride.max(1);
         let blend = ((sample as f64) * 0.25) as usize;
-        let keep = sample - blend;
-        let mut grid: Vec<Vec<Tensor>> = Vec::new();
-        for i in (0..h).step_by(stride) {
-            let mut row = Vec::new();
-            for j in (0..w).step_by(stride) {
-                let tile =
-                    latents
-                        .narrow(2, i, latent.min(h - i))?
-                        .narrow(3, j, latent.min(w - j))?;
-                row.push(self.decode(&tile)?);
-            }
-            grid.push(row);
-        }
-        let mut rows = Vec::with_capacity(grid.len());
-        for i in 0..grid.len() {
-            let mut cropped = Vec::with_capacity(grid[i].len());
-            for j in 0..grid[i].len() {
-                let mut tile = grid[i][j].clone();
-                if i > 0 {
-                    tile = blend_edge(&grid[i - 1][j], &tile, blend, 2)?;
-                }
-                if j > 0 {
-                    tile = blend_edge(&grid[i][j - 1], &tile, blend, 3)?;
-                }
-                // Later tiles blend with this one as blended here (diffusers blends in place).
-                grid[i][j] = tile.clone();
-                let (_, _, th, tw) = tile.dims4()?;
-                cropped.push(
-                    tile.narrow(2, 0, keep.min(th))?
-                        .narrow(3, 0, keep.min(tw))?,
-                );
-            }
-            rows.push(Tensor::cat(&cropped, 3)?);
-        }
-        Ok(Tensor::cat(&rows, 2)?)
+        tiled(
+            latents,
+            latent,
+            (((latent as f64) * 0.75) as usize).max(1),
+            blend,
+            sample - blend,
+            |tile| self.decode(tile),
+        )
     }
+}
+
+/// diffusers' tiling scheme, shared by encoding and decoding: `f` runs on `tile` x `tile` windows of `input`
+/// every `stride` rows and columns; each result is crossfaded over `blend` rows/columns into the one above and
+/// the one to its left (as already blended, since diffusers blends in place), cropped to `keep` x `keep`, and
+/// the crops are joined.
+fn tiled(
+    input: &Tensor,
+    tile: usize,
+    stride: usize,
+    blend: usize,
+    keep: usize,
+    f: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let (_, _, h, w) = input.dims4()?;
+    let mut grid: Vec<Vec<Tensor>> = Vec::new();
+    for i in (0..h).step_by(stride) {
+        let mut row = Vec::new();
+        for j in (0..w).step_by(stride) {
+            let window = input
+                .narrow(2, i, tile.min(h - i))?
+                .narrow(3, j, tile.min(w - j))?;
+            row.push(f(&window)?);
+        }
+        grid.push(row);
+    }
+    let mut rows = Vec::with_capacity(grid.len());
+    for i in 0..grid.len() {
+        let mut cropped = Vec::with_capacity(grid[i].len());
+        for j in 0..grid[i].len() {
+            let mut out = grid[i][j].clone();
+            if i > 0 {
+                out = blend_edge(&grid[i - 1][j], &out, blend, 2)?;
+            }
+            if j > 0 {
+                out = blend_edge(&grid[i][j - 1], &out, blend, 3)?;
+            }
+            grid[i][j] = out.clone();
+            let (_, _, th, tw) = out.dims4()?;
+            cropped.push(out.narrow(2, 0, keep.min(th))?.narrow(3, 0, keep.min(tw))?);
+        }
+        rows.push(Tensor::cat(&cropped, 3)?);
+    }
+    Ok(Tensor::cat(&rows, 2)?)
 }
 
 /// Crossfades the first `extent` rows (dim 2) or columns (dim 3) of `next` from the last ones of `prev`:

@@ -83,7 +83,14 @@ impl Pipeline {
         rng: &mut BatchRng,
         first_only: bool,
     ) -> Result<Tensor> {
-        let dist = self.vae.encode(&pixels.to_dtype(self.vae_dtype)?)?;
+        let pixels = pixels.to_dtype(self.vae_dtype)?;
+        let (_, _, h, w) = pixels.dims4()?;
+        let tile = self.vae.config().tile_geometry().sample;
+        let dist = if self.vae_tiling.applies(h, w, tile) {
+            self.vae.encode_tiled(&pixels)?
+        } else {
+            self.vae.encode(&pixels)?
+        };
         let noise = if first_only {
             rng.randn_first(dist.mean.dims(), &self.device, dist.mean.dtype())?
         } else {
