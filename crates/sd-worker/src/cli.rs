@@ -86,8 +86,8 @@ pub struct ModelArgs {
     /// A VAE folder (config.json + safetensors) to use instead of the model's, e.g. an fp16-fixed SDXL VAE.
     #[arg(long, env = "SD_VAE")]
     pub vae: Option<PathBuf>,
-    /// Tiled VAE decoding: `auto` (only images over 4x the model's training area), `on` (any image larger
-    /// than one tile, as diffusers' enable_vae_tiling) or `off` (never; diffusers' default).
+    /// Tiled VAE decoding and encoding: `auto` (only images over 4x the model's training area), `on` (any
+    /// image larger than one tile, as diffusers' enable_vae_tiling) or `off` (never; diffusers' default).
     #[arg(long, env = "SD_VAE_TILING", default_value = "auto")]
     pub vae_tiling: String,
     /// Fused flash attention on CUDA in f16/bf16 (`false`: matmul + softmax, as candle does).

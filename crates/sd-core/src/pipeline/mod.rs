@@ -42,14 +42,14 @@ pub struct LoadOptions {
     pub hub: crate::loader::hub::HubOptions,
     /// A VAE folder (config.json + weights) to use instead of the model's own, e.g. an fp16-fixed SDXL VAE.
     pub vae: Option<std::path::PathBuf>,
-    /// When to decode latents tile by tile.
+    /// When to run the VAE tile by tile.
     pub vae_tiling: VaeTiling,
     /// Use the fused flash-attention kernel where it applies (CUDA, half precision); process-wide.
     pub flash_attention: bool,
 }
 
-/// Tiled VAE decoding (diffusers' `enable_vae_tiling`): bounded memory for large images at the cost of faint
-/// seams where tiles are blended.
+/// Tiled VAE decoding and encoding (diffusers' `enable_vae_tiling`): bounded memory for large images at the
+/// cost of faint seams where tiles are blended.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum VaeTiling {
     /// Tile only images of more than four times the VAE's training area (`sample_size`², e.g. above 1024² for
