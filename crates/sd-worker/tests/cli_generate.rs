@@ -37,6 +37,19 @@ fn generate(args: &[&str], out: &Path) -> std::process::Output {
         .expect("run sd-worker")
 }
 
+/// Runs `generate` with `args`, asserts success and the output size, returns the RGB bytes.
+fn generate_rgb(args: &[&str], out: &Path, size: (u32, u32)) -> Vec<u8> {
+    let o = generate(args, out);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let img = image::open(out).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), size);
+    img.into_raw()
+}
+
 fn case_args(case: &serde_json::Value) -> Vec<String> {
     let mut args = vec![
         "--prompt".into(),
@@ -312,15 +325,7 @@ fn vae_tiling_flag_switches_between_tiled_and_whole_decoding() {
             "--vae-tiling",
             mode,
         ];
-        let o = generate(&args, &out);
-        assert!(
-            o.status.success(),
-            "{mode}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let img = image::open(&out).unwrap().to_rgb8();
-        assert_eq!(img.dimensions(), (128, 96));
-        img.into_raw()
+        generate_rgb(&args, &out, (128, 96))
     };
     let (on, off, auto) = (run("on"), run("off"), run("auto"));
     assert_ne!(on, off, "tiled decoding must blend tiles, not decode whole");
@@ -427,15 +432,7 @@ fn vae_tiling_applies_to_the_init_image_encoding() {
             "--vae-tiling",
             mode,
         ];
-        let o = generate(&args, &out);
-        assert!(
-            o.status.success(),
-            "{mode}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let img = image::open(&out).unwrap().to_rgb8();
-        assert_eq!(img.dimensions(), (128, 96));
-        img.into_raw()
+        generate_rgb(&args, &out, (128, 96))
     };
     assert_ne!(run("on"), run("off"));
 }

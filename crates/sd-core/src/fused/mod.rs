@@ -183,8 +183,7 @@ fn verify_convolutions(device: &candle_core::Device) -> candle_core::Result<Vec<
                 ..Default::default()
             };
             let layer = Conv2d {
-                plain: candle_nn::Conv2d::new(wd.clone(), Some(bd.clone()), cfg),
-                bias: Some(bd),
+                plain: candle_nn::Conv2d::new(wd.clone(), Some(bd), cfg),
             };
             let expected = layer.plain.forward(&xd)?;
             let actual = layer.forward(&xd)?;
@@ -267,8 +266,6 @@ pub fn group_norm(
 #[derive(Clone, Debug)]
 pub struct Conv2d {
     plain: candle_nn::Conv2d,
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    bias: Option<Tensor>,
 }
 
 impl Module for Conv2d {
@@ -276,7 +273,7 @@ impl Module for Conv2d {
         #[cfg(feature = "cuda")]
         if x.device().is_cuda() && cuda::supports(x.dtype()) && self.plain.config().groups == 1 {
             let y = self.convolve_cuda(x)?;
-            return match &self.bias {
+            return match self.plain.bias() {
                 Some(b) => cuda::add_bias_channels(&y, b),
                 None => Ok(y),
             };
@@ -418,9 +415,9 @@ pub fn conv2d(
     cfg: Conv2dConfig,
     vb: candle_nn::VarBuilder,
 ) -> candle_core::Result<Conv2d> {
-    let plain = candle_nn::conv2d(in_channels, out_channels, kernel_size, cfg, vb)?;
-    let bias = plain.bias().cloned();
-    Ok(Conv2d { plain, bias })
+    Ok(Conv2d {
+        plain: candle_nn::conv2d(in_channels, out_channels, kernel_size, cfg, vb)?,
+    })
 }
 
 /// GEGLU: `h[..., :n] * gelu_erf(h[..., n:])` for `h` of last dimension `2n`.
