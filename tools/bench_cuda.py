@@ -289,6 +289,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=10, help="timed repeats of each component")
     parser.add_argument("--runs", type=int, default=3, help="timed end-to-end runs")
     parser.add_argument("--only", choices=["ours", "diffusers"], help="run one side only")
+    parser.add_argument("--no-reference", action="store_true", help="skip the f32 reference run")
     parser.add_argument("--worker-args", default="", help="extra sd-worker bench arguments, space-separated")
     parser.add_argument("--diffusers-child", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -328,6 +329,7 @@ def main():
             print(f"{name} diffusers: {json.dumps(row['diffusers'])}", flush=True)
         if not args.only:
             row["image"] = image_distance(out / f"{name}-ours.png", out / f"{name}-diffusers.png")
+        if not args.only and not args.no_reference:
             run_measured([sys.executable, __file__, "--diffusers-child", str(model), "--size", str(size),
                           "--f32-reference", "--dump", str(out / f"{name}-f32.safetensors"), *common],
                          out / f"{name}-f32.log")
@@ -337,8 +339,8 @@ def main():
                 "diffusers": component_errors(out / f"{name}-diffusers.safetensors", ref),
             }
         results[name] = row
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    print_table(results)
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+        print_table({name: row})
 
 
 def print_table(results):

@@ -121,6 +121,20 @@ __device__ void geglu(const T *h, T *out, uint32_t rows, uint32_t inner) {
     }
 }
 
+// geglu with the projection's bias added on the way in (saves a pass over the widest activation of the UNet).
+template <typename T>
+__device__ void geglu_bias(const T *h, const T *bias, T *out, uint32_t rows, uint32_t inner) {
+    for (uint32_t r = blockIdx.y; r < rows; r += gridDim.y) {
+        const T *src = h + (uint64_t)r * 2 * inner;
+        T *dst = out + (uint64_t)r * inner;
+        for (uint32_t j = blockIdx.x * blockDim.x + threadIdx.x; j < inner; j += blockDim.x * gridDim.x) {
+            const float value = to_f32(src[j]) + to_f32(bias[j]);
+            const float gate = to_f32(src[inner + j]) + to_f32(bias[inner + j]);
+            dst[j] = from_f32<T>(value * gelu_erf(gate));
+        }
+    }
+}
+
 extern "C" __global__ void group_norm_combine(float *stats, uint32_t groups_total, uint32_t chunks, uint64_t n,
                                               uint32_t chunk, float eps) {
     gn_combine(stats, groups_total, chunks, n, chunk, eps);
@@ -138,6 +152,10 @@ extern "C" __global__ void group_norm_combine(float *stats, uint32_t groups_tota
     }                                                                                                           \
     extern "C" __global__ void geglu_##SUFFIX(const T *h, T *out, uint32_t rows, uint32_t inner) {              \
         geglu<T>(h, out, rows, inner);                                                                          \
+    }                                                                                                           \
+    extern "C" __global__ void geglu_bias_##SUFFIX(const T *h, const T *bias, T *out, uint32_t rows,            \
+                                                   uint32_t inner) {                                            \
+        geglu_bias<T>(h, bias, out, rows, inner);                                                               \
     }
 
 GN_KERNELS(float, f32)

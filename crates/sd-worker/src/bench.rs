@@ -12,12 +12,12 @@ use crate::generate::load_options;
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let options = load_options(&args.model)?;
-    let started = Instant::now();
-    let pipeline = Pipeline::load(&args.model.model, &options)?;
-    let load_s = started.elapsed().as_secs_f64();
-    let info = pipeline.info().clone();
-    // Fused kernels are checked against their plain compositions before anything is timed with them.
-    let checks = sd_core::fused::verify_kernels(pipeline.device())?;
+    // Fused kernels are checked against their plain compositions before anything is timed with them, and
+    // before the model loads, with their scratch memory handed back, so they add nothing to the peak.
+    let device = options.device.open()?;
+    let checks = sd_core::fused::verify_kernels(&device)?;
+    sd_core::fused::release_cached_memory(&device)?;
+    drop(device);
     let in_use = |c: &&sd_core::fused::KernelCheck| {
         args.model.flash_attention || c.kernel != "flash_attention"
     };
@@ -28,6 +28,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         checks = checks.len(),
         "fused kernels agree with their plain compositions"
     );
+    let started = Instant::now();
+    let pipeline = Pipeline::load(&args.model.model, &options)?;
+    let load_s = started.elapsed().as_secs_f64();
+    let info = pipeline.info().clone();
 
     let spec = BenchSpec {
         prompt: args.prompt,

@@ -92,6 +92,137 @@ pub fn geglu(h: &Tensor) -> candle_core::Result<Tensor> {
     h.contiguous()?.apply_op1_no_bwd(&FusedGeglu)
 }
 
+/// `geglu(h + bias)` in one pass, `bias` `[2 * inner]`.
+pub fn geglu_bias(h: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+    let bias = bias.to_dtype(h.dtype())?.contiguous()?;
+    h.contiguous()?.apply_op2_no_bwd(&bias, &FusedGegluBias)
+}
+
+struct FusedGegluBias;
+
+impl Map2 for FusedGegluBias {
+    fn f<T: DeviceRepr + WithDType>(
+        &self,
+        h: &CudaSlice<T>,
+        h_l: &Layout,
+        b: &CudaSlice<T>,
+        b_l: &Layout,
+        dev: &CudaDevice,
+    ) -> candle_core::Result<CudaSlice<T>> {
+        let h = contiguous_view(h, h_l, "geglu input")?;
+        let b = contiguous_view(b, b_l, "geglu bias")?;
+        let dims = h_l.dims();
+        let last = dims.last().copied().unwrap_or(0);
+        if last % 2 != 0 || b_l.shape().elem_count() != last {
+            candle_core::bail!("geglu: last dimension {last} must be even and match the bias");
+        }
+        let inner = last / 2;
+        let rows = h_l.shape().elem_count() / last.max(1);
+        if rows > u32::MAX as usize || inner > u32::MAX as usize {
+            candle_core::bail!("geglu: tensor {dims:?} is too large for the fused kernel");
+        }
+        // SAFETY: the kernel writes every one of rows * inner outputs.
+        let mut out = unsafe { dev.alloc::<T>(rows * inner)? };
+        let func = dev.get_or_load_custom_func(&kernel_name::<T>("geglu_bias"), MODULE, PTX)?;
+        let mut builder = func.builder();
+        let (r, i) = (rows as u32, inner as u32);
+        builder.arg(&h);
+        builder.arg(&b);
+        builder.arg(&mut out);
+        builder.arg(&r);
+        builder.arg(&i);
+        // SAFETY: row r reads h[r * 2 * inner ..][..2 * inner] and bias[..2 * inner], writes out[r * inner ..].
+        unsafe { builder.launch(grid_for(rows, inner)) }.w()?;
+        Ok(out)
+    }
+}
+
+impl CustomOp2 for FusedGegluBias {
+    fn name(&self) -> &'static str {
+        "sd-fused-geglu-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!(
+            "the fused GEGLU runs on CUDA tensors only (the CPU path uses candle ops)"
+        )
+    }
+
+    fn cuda_fwd(
+        &self,
+        h: &CudaStorage,
+        h_l: &Layout,
+        b: &CudaStorage,
+        b_l: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let dev = h.device().clone();
+        let slice = self.map(&h.slice, h_l, &b.slice, b_l, &dev)?;
+        let mut dims = h_l.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last /= 2;
+        }
+        Ok((CudaStorage { slice, device: dev }, Shape::from(dims)))
+    }
+}
+
+/// The stream-ordered pool's high-water marks and the device's used memory, MiB.
+pub fn memory_report(dev: &CudaDevice) -> candle_core::Result<super::MemoryReport> {
+    use candle_core::cuda_backend::cudarc::driver::{result, sys};
+    let stream = dev.cuda_stream();
+    stream.synchronize().w()?;
+    let mut pool = std::mem::MaybeUninit::<sys::CUmemoryPool>::uninit();
+    let (mut used_high, mut reserved_high) = (0u64, 0u64);
+    // SAFETY: `pool` is written by the driver before use; both attributes are u64.
+    unsafe {
+        sys::cuDeviceGetDefaultMemPool(pool.as_mut_ptr(), stream.context().cu_device())
+            .result()
+            .w()?;
+        let pool = pool.assume_init();
+        result::mem_pool::get_attribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH,
+            (&mut used_high as *mut u64).cast(),
+        )
+        .w()?;
+        result::mem_pool::get_attribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH,
+            (&mut reserved_high as *mut u64).cast(),
+        )
+        .w()?;
+    }
+    let (free, total) = result::mem_get_info().w()?;
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    Ok(super::MemoryReport {
+        pool_used_high_mib: mib(used_high),
+        pool_reserved_high_mib: mib(reserved_high),
+        device_used_mib: mib((total - free) as u64),
+    })
+}
+
+/// Returns the memory pool's unused reservations to the driver (after one-off work such as the kernel
+/// checks, so they do not stay counted against the process).
+pub fn release_cached_memory(dev: &CudaDevice) -> candle_core::Result<()> {
+    use candle_core::cuda_backend::cudarc::driver::{result, sys};
+    let stream = dev.cuda_stream();
+    stream.synchronize().w()?;
+    let mut pool = std::mem::MaybeUninit::<sys::CUmemoryPool>::uninit();
+    // SAFETY: `pool` is written by the driver before use.
+    unsafe {
+        sys::cuDeviceGetDefaultMemPool(pool.as_mut_ptr(), stream.context().cu_device())
+            .result()
+            .w()?;
+        result::mem_pool::trim_to(pool.assume_init(), 0).w()?;
+    }
+    Ok(())
+}
+
 struct FusedGroupNorm {
     groups: usize,
     eps: f32,
@@ -506,7 +637,16 @@ pub fn verify(dev: &candle_core::Device) -> candle_core::Result<Vec<super::Kerne
             if fused.dims() != expected.dims() {
                 candle_core::bail!("geglu: shape {:?} vs {:?}", fused.dims(), expected.dims());
             }
-
+            let bias = Tensor::randn(0f32, 1.0, shape[2], dev)?.to_dtype(dtype)?;
+            let biased = hd.broadcast_add(&bias)?;
+            let expected_bias =
+                (biased.narrow(2, 0, half)? * biased.narrow(2, half, half)?.gelu_erf()?)?;
+            checks.push(super::KernelCheck {
+                kernel: "geglu_bias",
+                case: format!("{shape:?} {dtype:?}"),
+                relative_max_diff: relative_max_diff(&geglu_bias(&hd, &bias)?, &expected_bias)?,
+                tolerance: tolerance(dtype, 1e-6),
+            });
             checks.push(super::KernelCheck {
                 kernel: "geglu",
                 case: format!("{shape:?} {dtype:?}"),

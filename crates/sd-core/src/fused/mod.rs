@@ -325,17 +325,25 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// `x W^T` without the bias.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    fn matmul(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let w = self.plain.weight();
+        let w = match *x.dims() {
+            [b1, b2, _, _] => w.broadcast_left((b1, b2))?.t()?,
+            [b, _, _] => w.broadcast_left(b)?.t()?,
+            _ => w.t()?,
+        };
+        x.matmul(&w)
+    }
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         #[cfg(feature = "cuda")]
         if x.device().is_cuda() && cuda::supports(x.dtype()) {
-            let w = self.plain.weight();
-            let w = match *x.dims() {
-                [b1, b2, _, _] => w.broadcast_left((b1, b2))?.t()?,
-                [b, _, _] => w.broadcast_left(b)?.t()?,
-                _ => w.t()?,
-            };
-            let y = x.matmul(&w)?;
+            let y = self.matmul(x)?;
             return match self.plain.bias() {
                 Some(b) => cuda::add_bias_columns(&y, b),
                 None => Ok(y),
@@ -418,6 +426,61 @@ pub fn conv2d(
     Ok(Conv2d {
         plain: candle_nn::conv2d(in_channels, out_channels, kernel_size, cfg, vb)?,
     })
+}
+
+/// `geglu(layer(x))` with the layer's bias folded into the GEGLU kernel on CUDA.
+pub fn linear_geglu(x: &Tensor, layer: &Linear) -> candle_core::Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() && cuda::supports(x.dtype()) {
+        let h = layer.matmul(x)?;
+        return match layer.plain.bias() {
+            Some(b) => cuda::geglu_bias(&h, b),
+            None => cuda::geglu(&h),
+        };
+    }
+    geglu(&layer.forward(x)?)
+}
+
+/// `x` `[n, c, h, w]` plus a per-image, per-channel `shift` `[n, c]` (the resnets' time embedding).
+pub fn add_per_channel(x: &Tensor, shift: &Tensor) -> candle_core::Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() && cuda::supports(x.dtype()) {
+        let (n, c, h, w) = x.dims4()?;
+        // Rows of [1, n * c, h * w] take shift[row], which is shift[image, channel].
+        let rows = x.contiguous()?.reshape((1, n * c, h * w))?;
+        return cuda::add_bias_channels(&rows, &shift.reshape(n * c)?)?.reshape((n, c, h, w));
+    }
+    x.broadcast_add(&shift.unsqueeze(2)?.unsqueeze(3)?)
+}
+
+/// Where device memory went, for benchmarks (CUDA only).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MemoryReport {
+    /// Most bytes the stream-ordered pool handed out at once (live tensors and workspaces).
+    pub pool_used_high_mib: f64,
+    /// Most bytes the pool held from the driver (the above plus what it kept for reuse).
+    pub pool_reserved_high_mib: f64,
+    /// Device memory in use now, by every process.
+    pub device_used_mib: f64,
+}
+
+pub fn memory_report(device: &candle_core::Device) -> candle_core::Result<Option<MemoryReport>> {
+    #[cfg(feature = "cuda")]
+    if let candle_core::Device::Cuda(dev) = device {
+        return cuda::memory_report(dev).map(Some);
+    }
+    let _ = device;
+    Ok(None)
+}
+
+/// Gives the device's unused cached memory back (CUDA; elsewhere nothing to do).
+pub fn release_cached_memory(device: &candle_core::Device) -> candle_core::Result<()> {
+    #[cfg(feature = "cuda")]
+    if let candle_core::Device::Cuda(dev) = device {
+        return cuda::release_cached_memory(dev);
+    }
+    let _ = device;
+    Ok(())
 }
 
 /// GEGLU: `h[..., :n] * gelu_erf(h[..., n:])` for `h` of last dimension `2n`.

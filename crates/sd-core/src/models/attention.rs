@@ -5,8 +5,8 @@ use candle_core::{DType, Module, Tensor};
 use candle_nn::{layer_norm, Conv2dConfig, LayerNorm, VarBuilder};
 
 use crate::fused::{
-    conv2d, flash_attention, geglu, group_norm, linear, softmax_last_dim_owned, Conv2d, GroupNorm,
-    Linear,
+    conv2d, flash_attention, group_norm, linear, linear_geglu, softmax_last_dim_owned, Conv2d,
+    GroupNorm, Linear,
 };
 
 /// Multi-head attention: `to_q`, `to_k`, `to_v`, `to_out.0`.
@@ -230,7 +230,7 @@ impl FeedForward {
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.proj_out.forward(&geglu(&self.proj_in.forward(x)?)?)
+        self.proj_out.forward(&linear_geglu(x, &self.proj_in)?)
     }
 }
 

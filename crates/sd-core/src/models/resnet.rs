@@ -3,7 +3,7 @@
 use candle_core::{Module, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 
-use crate::fused::{conv2d, group_norm, linear, Conv2d, GroupNorm, Linear};
+use crate::fused::{add_per_channel, conv2d, group_norm, linear, Conv2d, GroupNorm, Linear};
 
 pub struct ResnetBlock {
     norm1: GroupNorm,
@@ -66,12 +66,9 @@ impl ResnetBlock {
     pub fn forward(&self, x: &Tensor, temb: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
         let h = match (&self.time_emb_proj, temb) {
-            (Some(proj), Some(t)) => h.broadcast_add(
-                &proj
-                    .forward(&candle_nn::ops::silu(t)?)?
-                    .unsqueeze(2)?
-                    .unsqueeze(3)?,
-            )?,
+            (Some(proj), Some(t)) => {
+                add_per_channel(&h, &proj.forward(&candle_nn::ops::silu(t)?)?)?
+            }
             _ => h,
         };
         let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;

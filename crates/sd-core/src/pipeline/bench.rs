@@ -41,6 +41,9 @@ pub struct BenchReport {
     pub end_to_end_s: f64,
     /// Every timed end-to-end run, seconds.
     pub end_to_end_runs_s: Vec<f64>,
+    /// Device memory after loading and after all runs (CUDA).
+    pub memory_after_load: Option<crate::fused::MemoryReport>,
+    pub memory_after_runs: Option<crate::fused::MemoryReport>,
     #[serde(skip)]
     pub image: Option<RgbImage>,
     /// The measured components' outputs (text context, guided noise prediction, decoded pixels) in f32, to
@@ -111,6 +114,7 @@ impl Pipeline {
         };
         self.validate(&req)?;
         let reps = spec.component_repeats;
+        let memory_after_load = crate::fused::memory_report(&self.device)?;
 
         phase("text encoding");
         let text_encode_ms = self.repeat_ms(2, reps, || self.conditioning(&req))?;
@@ -174,7 +178,10 @@ impl Pipeline {
             image = image.or_else(|| images.into_iter().next());
             runs.push(seconds);
         }
+        let memory_after_runs = crate::fused::memory_report(&self.device)?;
         Ok(BenchReport {
+            memory_after_load,
+            memory_after_runs,
             text_encode_ms,
             unet_step_ms,
             unet_enqueue_ms,
