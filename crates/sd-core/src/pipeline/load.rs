@@ -136,6 +136,9 @@ impl Pipeline {
             size_multiple,
             inpainting: unet_config.in_channels == 9,
         };
+        // Loading leaves freed staging memory in the pool (the separate q/k/v weights that were concatenated,
+        // f32 copies of half weights): hand it back so it does not count towards the process for good.
+        crate::fused::release_cached_memory(&device)?;
         tracing::info!(model = %info.model, family, device = %info.device, dtype = %info.dtype, "model loaded");
         Ok(Self {
             previewer: LatentPreviewer::for_family(family, vae_config.latent_channels),
