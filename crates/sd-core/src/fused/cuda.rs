@@ -470,6 +470,30 @@ pub fn add_bias_channels(x: &Tensor, bias: &Tensor) -> candle_core::Result<Tenso
     x.contiguous()?.apply_op2_no_bwd(&bias, &BiasAdd::Channels)
 }
 
+/// [`add_bias_channels`] plus `residual` (the shape of `x`) in the same pass.
+pub fn add_bias_channels_residual(
+    x: &Tensor,
+    bias: &Tensor,
+    residual: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let bias = bias.to_dtype(x.dtype())?.contiguous()?;
+    let residual = residual.to_dtype(x.dtype())?.contiguous()?;
+    x.contiguous()?
+        .apply_op3_no_bwd(&bias, &residual, &BiasAddResidual(BiasAdd::Channels))
+}
+
+/// [`add_bias_columns`] plus `residual` (the shape of `x`) in the same pass.
+pub fn add_bias_columns_residual(
+    x: &Tensor,
+    bias: &Tensor,
+    residual: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let bias = bias.to_dtype(x.dtype())?.contiguous()?;
+    let residual = residual.to_dtype(x.dtype())?.contiguous()?;
+    x.contiguous()?
+        .apply_op3_no_bwd(&bias, &residual, &BiasAddResidual(BiasAdd::Columns))
+}
+
 /// `x` `[..., n]` plus `bias[n]` on every row.
 pub fn add_bias_columns(x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
     let bias = bias.to_dtype(x.dtype())?.contiguous()?;
@@ -525,21 +549,16 @@ enum BiasAdd {
     Columns,
 }
 
-impl Map2 for BiasAdd {
-    fn f<T: DeviceRepr + WithDType>(
+impl BiasAdd {
+    /// (rows, elements per row, kernel name) of `x` for this bias layout.
+    fn geometry(
         &self,
-        x: &CudaSlice<T>,
         x_l: &Layout,
-        b: &CudaSlice<T>,
-        b_l: &Layout,
-        dev: &CudaDevice,
-    ) -> candle_core::Result<CudaSlice<T>> {
-        let x = contiguous_view(x, x_l, "bias-add input")?;
-        let b = contiguous_view(b, b_l, "bias")?;
+        bias_len: usize,
+    ) -> candle_core::Result<(usize, usize, &'static str)> {
         let dims = x_l.dims();
         let total = x_l.shape().elem_count();
-        let bias_len = b_l.shape().elem_count();
-        let (rows, inner, name) = match self {
+        let geometry = match self {
             Self::Channels => {
                 if dims.len() < 2 || dims[1] != bias_len {
                     candle_core::bail!("bias add: {dims:?} has no channel dimension of {bias_len}");
@@ -554,9 +573,105 @@ impl Map2 for BiasAdd {
                 (total / bias_len.max(1), bias_len, "bias_columns")
             }
         };
-        if rows > u32::MAX as usize || inner > u32::MAX as usize {
+        if geometry.0 > u32::MAX as usize || geometry.1 > u32::MAX as usize {
             candle_core::bail!("bias add: tensor {dims:?} is too large for the fused kernel");
         }
+        Ok(geometry)
+    }
+}
+
+/// A bias add with a residual of the input's shape added in the same pass.
+struct BiasAddResidual(BiasAdd);
+
+impl Map3 for BiasAddResidual {
+    fn f<T: DeviceRepr + WithDType>(
+        &self,
+        x: &CudaSlice<T>,
+        x_l: &Layout,
+        b: &CudaSlice<T>,
+        b_l: &Layout,
+        r: &CudaSlice<T>,
+        r_l: &Layout,
+        dev: &CudaDevice,
+    ) -> candle_core::Result<CudaSlice<T>> {
+        if r_l.dims() != x_l.dims() {
+            candle_core::bail!("residual {:?} does not match {:?}", r_l.dims(), x_l.dims());
+        }
+        let x = contiguous_view(x, x_l, "bias-add input")?;
+        let b = contiguous_view(b, b_l, "bias")?;
+        let r = contiguous_view(r, r_l, "residual")?;
+        let total = x_l.shape().elem_count();
+        let bias_len = b_l.shape().elem_count();
+        let (rows, inner, name) = self.0.geometry(x_l, bias_len)?;
+        // SAFETY: every element is written.
+        let mut out = unsafe { dev.alloc::<T>(total)? };
+        let name = kernel_name::<T>(&format!("{name}_residual"));
+        let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
+        let mut builder = func.builder();
+        let (nr, ni, nc) = (rows as u32, inner as u32, bias_len as u32);
+        builder.arg(&x);
+        builder.arg(&b);
+        builder.arg(&r);
+        builder.arg(&mut out);
+        builder.arg(&nr);
+        builder.arg(&ni);
+        if matches!(self.0, BiasAdd::Channels) {
+            builder.arg(&nc);
+        }
+        // SAFETY: rows * inner == total for x, residual and out; bias indices stay below bias_len.
+        unsafe { builder.launch(grid_for(rows, inner)) }.w()?;
+        Ok(out)
+    }
+}
+
+impl CustomOp3 for BiasAddResidual {
+    fn name(&self) -> &'static str {
+        "sd-fused-bias-add-residual"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!(
+            "the fused bias add runs on CUDA tensors only (the CPU path uses candle)"
+        )
+    }
+
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        x_l: &Layout,
+        b: &CudaStorage,
+        b_l: &Layout,
+        r: &CudaStorage,
+        r_l: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let dev = x.device().clone();
+        let slice = self.map(&x.slice, x_l, &b.slice, b_l, &r.slice, r_l, &dev)?;
+        Ok((CudaStorage { slice, device: dev }, x_l.shape().clone()))
+    }
+}
+
+impl Map2 for BiasAdd {
+    fn f<T: DeviceRepr + WithDType>(
+        &self,
+        x: &CudaSlice<T>,
+        x_l: &Layout,
+        b: &CudaSlice<T>,
+        b_l: &Layout,
+        dev: &CudaDevice,
+    ) -> candle_core::Result<CudaSlice<T>> {
+        let x = contiguous_view(x, x_l, "bias-add input")?;
+        let b = contiguous_view(b, b_l, "bias")?;
+        let total = x_l.shape().elem_count();
+        let bias_len = b_l.shape().elem_count();
+        let (rows, inner, name) = self.geometry(x_l, bias_len)?;
         // SAFETY: every element is written.
         let mut out = unsafe { dev.alloc::<T>(total)? };
         let func = dev.get_or_load_custom_func(&kernel_name::<T>(name), MODULE, PTX)?;
@@ -695,12 +810,32 @@ pub fn verify(dev: &candle_core::Device) -> candle_core::Result<Vec<super::Kerne
             relative_max_diff: relative_max_diff(&add_bias_channels(&xd, &bd)?, &expected)?,
             tolerance: tolerance(dtype, 1e-6),
         });
+        let expected_res = (&expected + &xd)?;
+        checks.push(super::KernelCheck {
+            kernel: "bias_channels_residual",
+            case: format!("[2, 320, 24, 20] {dtype:?}"),
+            relative_max_diff: relative_max_diff(
+                &add_bias_channels_residual(&xd, &bd, &xd)?,
+                &expected_res,
+            )?,
+            tolerance: tolerance(dtype, 1e-6),
+        });
         let (rd, bd) = (rows.to_dtype(dtype)?, bcol.to_dtype(dtype)?);
         let expected = rd.broadcast_add(&bd)?;
         checks.push(super::KernelCheck {
             kernel: "bias_columns",
             case: format!("[2, 77, 640] {dtype:?}"),
             relative_max_diff: relative_max_diff(&add_bias_columns(&rd, &bd)?, &expected)?,
+            tolerance: tolerance(dtype, 1e-6),
+        });
+        let expected_res = (&expected + &rd)?;
+        checks.push(super::KernelCheck {
+            kernel: "bias_columns_residual",
+            case: format!("[2, 77, 640] {dtype:?}"),
+            relative_max_diff: relative_max_diff(
+                &add_bias_columns_residual(&rd, &bd, &rd)?,
+                &expected_res,
+            )?,
             tolerance: tolerance(dtype, 1e-6),
         });
     }

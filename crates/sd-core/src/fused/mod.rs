@@ -282,6 +282,19 @@ impl Module for Conv2d {
     }
 }
 
+impl Conv2d {
+    /// `conv(x) + residual`, on CUDA with the bias and the residual added in one pass.
+    pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() && cuda::supports(x.dtype()) && self.plain.config().groups == 1 {
+            if let Some(b) = &self.bias {
+                return cuda::add_bias_channels_residual(&self.convolve_cuda(x)?, b, residual);
+            }
+        }
+        self.forward(x)? + residual
+    }
+}
+
 #[cfg(feature = "cuda")]
 impl Conv2d {
     /// The convolution without bias: a 1x1 kernel is one batched matrix product over NCHW as it lies (no
@@ -336,6 +349,19 @@ impl Linear {
             _ => w.t()?,
         };
         x.matmul(&w)
+    }
+}
+
+impl Linear {
+    /// `layer(x) + residual`, on CUDA with the bias and the residual added in one pass.
+    pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() && cuda::supports(x.dtype()) {
+            if let Some(b) = self.plain.bias() {
+                return cuda::add_bias_columns_residual(&self.matmul(x)?, b, residual);
+            }
+        }
+        self.forward(x)? + residual
     }
 }
 

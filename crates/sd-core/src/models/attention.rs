@@ -111,6 +111,22 @@ impl Attention {
 
     /// `x`: `[batch, tokens, query_dim]`; `context`: `[batch, ctx_tokens, context_dim]` (None = self-attention).
     pub fn forward(&self, x: &Tensor, context: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        self.to_out.forward(&self.attend_heads(x, context)?)
+    }
+
+    /// [`Self::forward`] plus `residual`, added with the output projection's bias.
+    pub fn forward_residual(
+        &self,
+        x: &Tensor,
+        context: Option<&Tensor>,
+        residual: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        self.to_out
+            .forward_residual(&self.attend_heads(x, context)?, residual)
+    }
+
+    /// Everything before the output projection: `[batch, tokens, heads * head_dim]`.
+    fn attend_heads(&self, x: &Tensor, context: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let heads = self.heads;
         let (q, k, v) = match (&self.qkv, &self.kv, context) {
             (Some(qkv), _, None) => {
@@ -137,7 +153,7 @@ impl Attention {
                 )
             }
         };
-        self.to_out.forward(&attend(&q, &k, &v, self.upcast)?)
+        attend(&q, &k, &v, self.upcast)
     }
 }
 
@@ -229,8 +245,10 @@ impl FeedForward {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.proj_out.forward(&linear_geglu(x, &self.proj_in)?)
+    /// `ff(x) + residual`.
+    fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        self.proj_out
+            .forward_residual(&linear_geglu(x, &self.proj_in)?, residual)
     }
 }
 
@@ -285,12 +303,13 @@ impl TransformerBlock {
         } else {
             None
         };
-        let x = (self.attn1.forward(&self.norm1.forward(x)?, self_ctx)? + x)?;
-        let x = (self
+        let x = self
+            .attn1
+            .forward_residual(&self.norm1.forward(x)?, self_ctx, x)?;
+        let x = self
             .attn2
-            .forward(&self.norm2.forward(&x)?, Some(context))?
-            + &x)?;
-        self.ff.forward(&self.norm3.forward(&x)?)? + x
+            .forward_residual(&self.norm2.forward(&x)?, Some(context), &x)?;
+        self.ff.forward_residual(&self.norm3.forward(&x)?, &x)
     }
 }
 

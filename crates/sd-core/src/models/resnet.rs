@@ -71,12 +71,14 @@ impl ResnetBlock {
             }
             _ => h,
         };
-        let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
         let skip = match &self.shortcut {
             Some(conv) => conv.forward(x)?,
             None => x.clone(),
         };
-        let out = (skip + h)?;
+        // conv2(...) + skip: the same sum as skip + conv2(...) (addition commutes exactly).
+        let out = self
+            .conv2
+            .forward_residual(&self.norm2.forward_silu(&h)?, &skip)?;
         if self.output_scale_factor == 1.0 {
             Ok(out)
         } else {
