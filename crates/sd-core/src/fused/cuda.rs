@@ -137,39 +137,13 @@ impl Map2 for FusedGegluBias {
     }
 }
 
-impl CustomOp2 for FusedGegluBias {
-    fn name(&self) -> &'static str {
-        "sd-fused-geglu-bias"
+cuda_only_op!(2, FusedGegluBias, "sd-fused-geglu-bias", |l| {
+    let mut dims = l.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last /= 2;
     }
-
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!(
-            "the fused GEGLU runs on CUDA tensors only (the CPU path uses candle ops)"
-        )
-    }
-
-    fn cuda_fwd(
-        &self,
-        h: &CudaStorage,
-        h_l: &Layout,
-        b: &CudaStorage,
-        b_l: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let dev = h.device().clone();
-        let slice = self.map(&h.slice, h_l, &b.slice, b_l, &dev)?;
-        let mut dims = h_l.dims().to_vec();
-        if let Some(last) = dims.last_mut() {
-            *last /= 2;
-        }
-        Ok((CudaStorage { slice, device: dev }, Shape::from(dims)))
-    }
-}
+    Shape::from(dims)
+});
 
 /// The stream-ordered pool's high-water marks and the device's used memory, MiB.
 pub fn memory_report(dev: &CudaDevice) -> candle_core::Result<super::MemoryReport> {
@@ -624,39 +598,9 @@ impl Map3 for BiasAddResidual {
     }
 }
 
-impl CustomOp3 for BiasAddResidual {
-    fn name(&self) -> &'static str {
-        "sd-fused-bias-add-residual"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!(
-            "the fused bias add runs on CUDA tensors only (the CPU path uses candle)"
-        )
-    }
-
-    fn cuda_fwd(
-        &self,
-        x: &CudaStorage,
-        x_l: &Layout,
-        b: &CudaStorage,
-        b_l: &Layout,
-        r: &CudaStorage,
-        r_l: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let dev = x.device().clone();
-        let slice = self.map(&x.slice, x_l, &b.slice, b_l, &r.slice, r_l, &dev)?;
-        Ok((CudaStorage { slice, device: dev }, x_l.shape().clone()))
-    }
-}
+cuda_only_op!(3, BiasAddResidual, "sd-fused-bias-add-residual", |l| l
+    .shape()
+    .clone());
 
 impl Map2 for BiasAdd {
     fn f<T: DeviceRepr + WithDType>(
