@@ -14,10 +14,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let options = load_options(&args.model)?;
     // Fused kernels are checked against their plain compositions before anything is timed with them, and
     // before the model loads, with their scratch memory handed back, so they add nothing to the peak.
-    let device = options.device.open()?;
-    let checks = sd_core::fused::verify_kernels(&device)?;
-    sd_core::fused::release_cached_memory(&device)?;
-    drop(device);
+    let checks = {
+        let device = options.device.open()?;
+        let checks = sd_core::fused::verify_kernels(&device)?;
+        sd_core::fused::release_cached_memory(&device)?;
+        checks
+    };
     let in_use = |c: &&sd_core::fused::KernelCheck| {
         args.model.flash_attention || c.kernel != "flash_attention"
     };
