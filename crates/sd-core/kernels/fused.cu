@@ -315,3 +315,54 @@ __device__ void softmax_rows_inplace(T *x, uint32_t rows, uint32_t cols) {
 SOFTMAX_INPLACE_ALL(float, f32)
 SOFTMAX_INPLACE_ALL(__half, f16)
 SOFTMAX_INPLACE_ALL(__nv_bfloat16, bf16)
+
+// LayerNorm over the last dimension (the transformer blocks' norm1/2/3), one warp per row with the row in
+// registers: mean and variance from the registers (two passes, no cancellation), one write. candle's kernel
+// reached about a fifth of memory bandwidth on [8192, 320] rows.
+template <typename T, int ITEMS>
+__device__ void layer_norm_rows(const T *x, const T *weight, const T *bias, T *out, uint32_t rows,
+                                uint32_t cols, float eps) {
+    const uint32_t lane = threadIdx.x & 31;
+    const uint32_t warps = blockDim.x >> 5;
+    for (uint32_t r = blockIdx.x * warps + (threadIdx.x >> 5); r < rows; r += gridDim.x * warps) {
+        const T *src = x + (uint64_t)r * cols;
+        float v[ITEMS];
+        float sum = 0.f;
+#pragma unroll
+        for (int k = 0; k < ITEMS; ++k) {
+            const uint32_t j = lane + k * 32;
+            v[k] = j < cols ? to_f32(src[j]) : 0.f;
+            sum += v[k];
+        }
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffff, sum, o);
+        const float mean = sum / cols;
+        float var = 0.f;
+#pragma unroll
+        for (int k = 0; k < ITEMS; ++k) {
+            const uint32_t j = lane + k * 32;
+            const float d = j < cols ? v[k] - mean : 0.f;
+            var += d * d;
+        }
+        for (int o = 16; o > 0; o >>= 1) var += __shfl_xor_sync(0xffffffff, var, o);
+        const float rstd = rsqrtf(var / cols + eps);
+        T *dst = out + (uint64_t)r * cols;
+#pragma unroll
+        for (int k = 0; k < ITEMS; ++k) {
+            const uint32_t j = lane + k * 32;
+            if (j < cols) dst[j] = from_f32<T>((v[k] - mean) * rstd * to_f32(weight[j]) + to_f32(bias[j]));
+        }
+    }
+}
+
+#define LAYER_NORM(T, SUFFIX, ITEMS)                                                                            \
+    extern "C" __global__ void layer_norm_##ITEMS##_##SUFFIX(const T *x, const T *w, const T *b, T *out,       \
+                                                            uint32_t rows, uint32_t cols, float eps) {          \
+        layer_norm_rows<T, ITEMS>(x, w, b, out, rows, cols, eps);                                               \
+    }
+#define LAYER_NORM_ALL(T, SUFFIX) \
+    LAYER_NORM(T, SUFFIX, 4)      \
+    LAYER_NORM(T, SUFFIX, 16)     \
+    LAYER_NORM(T, SUFFIX, 64)
+LAYER_NORM_ALL(float, f32)
+LAYER_NORM_ALL(__half, f16)
+LAYER_NORM_ALL(__nv_bfloat16, bf16)

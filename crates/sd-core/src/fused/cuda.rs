@@ -637,6 +637,86 @@ impl Map2 for BiasAdd {
 
 cuda_only_op!(2, BiasAdd, "sd-fused-bias-add", |l| l.shape().clone());
 
+/// LayerNorm over the last dimension with affine weight and bias; rows up to 2048 wide (wider ones: `None`).
+pub fn layer_norm(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> candle_core::Result<Option<Tensor>> {
+    let cols = x.dims().last().copied().unwrap_or(0);
+    if cols == 0 || cols > 32 * 64 {
+        return Ok(None);
+    }
+    let weight = weight.to_dtype(x.dtype())?.contiguous()?;
+    let bias = bias.to_dtype(x.dtype())?.contiguous()?;
+    x.contiguous()?
+        .apply_op3_no_bwd(&weight, &bias, &FusedLayerNorm { eps: eps as f32 })
+        .map(Some)
+}
+
+struct FusedLayerNorm {
+    eps: f32,
+}
+
+impl Map3 for FusedLayerNorm {
+    fn f<T: DeviceRepr + WithDType>(
+        &self,
+        x: &CudaSlice<T>,
+        x_l: &Layout,
+        w: &CudaSlice<T>,
+        w_l: &Layout,
+        b: &CudaSlice<T>,
+        b_l: &Layout,
+        dev: &CudaDevice,
+    ) -> candle_core::Result<CudaSlice<T>> {
+        let x = contiguous_view(x, x_l, "layer_norm input")?;
+        let w = contiguous_view(w, w_l, "layer_norm weight")?;
+        let b = contiguous_view(b, b_l, "layer_norm bias")?;
+        let cols = x_l.dims().last().copied().unwrap_or(1).max(1);
+        if w_l.shape().elem_count() != cols || b_l.shape().elem_count() != cols {
+            candle_core::bail!("layer_norm: weight/bias must have {cols} elements");
+        }
+        let rows = x_l.shape().elem_count() / cols;
+        let items = match cols {
+            0..=128 => 4,
+            129..=512 => 16,
+            513..=2048 => 64,
+            _ => candle_core::bail!("layer_norm: rows of {cols} are too wide for the fused kernel"),
+        };
+        if rows > u32::MAX as usize {
+            candle_core::bail!("layer_norm: {rows} rows are too many for the fused kernel");
+        }
+        // SAFETY: every element of every row is written.
+        let mut out = unsafe { dev.alloc::<T>(rows * cols)? };
+        let name = kernel_name::<T>(&format!("layer_norm_{items}"));
+        let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
+        let mut builder = func.builder();
+        let (r, c) = (rows as u32, cols as u32);
+        builder.arg(&x);
+        builder.arg(&w);
+        builder.arg(&b);
+        builder.arg(&mut out);
+        builder.arg(&r);
+        builder.arg(&c);
+        builder.arg(&self.eps);
+        // Four rows (warps) per block.
+        let cfg = LaunchConfig {
+            grid_dim: (rows.div_ceil(4).clamp(1, 1 << 20) as u32, 1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: 32 * items >= cols, so each row fits its warp's registers; warp w of block b touches only
+        // row 4b + w (and rows a grid further on).
+        unsafe { builder.launch(cfg) }.w()?;
+        Ok(out)
+    }
+}
+
+cuda_only_op!(3, FusedLayerNorm, "sd-fused-layer-norm", |l| l
+    .shape()
+    .clone());
+
 /// Largest difference relative to the expected tensor's largest magnitude (half types round per ulp).
 pub(super) fn relative_max_diff(actual: &Tensor, expected: &Tensor) -> candle_core::Result<f32> {
     let f = |t: &Tensor| t.to_dtype(DType::F32);
@@ -782,6 +862,31 @@ pub fn verify(dev: &candle_core::Device) -> candle_core::Result<Vec<super::Kerne
             )?,
             tolerance: tolerance(dtype, 1e-6),
         });
+    }
+    for (rows, cols) in [
+        (8192usize, 320usize),
+        (2048, 1280),
+        (77, 768),
+        (5, 100),
+        (3, 2048),
+    ] {
+        let x = (Tensor::randn(0f32, 2.0, (2, rows / 2 + 1, cols), dev)? + 3.0)?;
+        let w = Tensor::randn(1f32, 0.2, cols, dev)?;
+        let b = Tensor::randn(0f32, 0.2, cols, dev)?;
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            let (xd, wd, bd) = (x.to_dtype(dtype)?, w.to_dtype(dtype)?, b.to_dtype(dtype)?);
+            let plain = candle_nn::LayerNorm::new(wd.clone(), bd.clone(), 1e-5);
+            let expected = candle_core::Module::forward(&plain, &xd)?;
+            let Some(actual) = layer_norm(&xd, &wd, &bd, 1e-5)? else {
+                candle_core::bail!("layer_norm: {cols} columns should be supported");
+            };
+            checks.push(super::KernelCheck {
+                kernel: "layer_norm",
+                case: format!("[2, {}, {cols}] {dtype:?}", rows / 2 + 1),
+                relative_max_diff: relative_max_diff(&actual, &expected)?,
+                tolerance: tolerance(dtype, 5e-5),
+            });
+        }
     }
     Ok(checks)
 }

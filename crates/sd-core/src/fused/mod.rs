@@ -323,6 +323,40 @@ impl Conv2d {
     }
 }
 
+/// LayerNorm with affine weight and bias (eps as given), one fused kernel on CUDA for rows up to 2048 wide.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    plain: candle_nn::LayerNorm,
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    eps: f64,
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() && cuda::supports(x.dtype()) {
+            if let Some(b) = self.plain.bias() {
+                if let Some(y) = cuda::layer_norm(x, self.plain.weight(), b, self.eps)? {
+                    return Ok(y);
+                }
+            }
+        }
+        self.plain.forward(x)
+    }
+}
+
+/// Reads `weight` and `bias` of a LayerNorm over `dim`, as `candle_nn::layer_norm`.
+pub fn layer_norm(
+    dim: usize,
+    eps: f64,
+    vb: candle_nn::VarBuilder,
+) -> candle_core::Result<LayerNorm> {
+    Ok(LayerNorm {
+        plain: candle_nn::layer_norm(dim, eps, vb)?,
+        eps,
+    })
+}
+
 /// A linear layer like candle-nn's whose bias add is one fused kernel on CUDA (candle's broadcast add runs
 /// at a fifth of memory bandwidth on the UNet's activations).
 #[derive(Clone, Debug)]

@@ -2,11 +2,11 @@
 //! `BasicTransformerBlock`, plus the single-head spatial attention of the VAE's mid block.
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{layer_norm, Conv2dConfig, LayerNorm, VarBuilder};
+use candle_nn::{Conv2dConfig, VarBuilder};
 
 use crate::fused::{
-    conv2d, flash_attention, group_norm, linear, linear_geglu, softmax_last_dim_owned, Conv2d,
-    GroupNorm, Linear,
+    conv2d, flash_attention, group_norm, layer_norm, linear, linear_geglu, softmax_last_dim_owned,
+    Conv2d, GroupNorm, LayerNorm, Linear,
 };
 
 /// Multi-head attention: `to_q`, `to_k`, `to_v`, `to_out.0`.
