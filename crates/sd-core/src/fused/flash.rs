@@ -15,6 +15,12 @@ const BM: usize = 64;
 const BN: usize = 64;
 const WARPS: usize = 4;
 
+thread_local! {
+    /// (device, padded width, dtype) whose kernel already allows its dynamic shared memory.
+    static SMEM_CONFIGURED: std::cell::RefCell<std::collections::HashSet<(candle_core::cuda_backend::DeviceId, usize, DType)>> =
+        std::cell::RefCell::new(std::collections::HashSet::new());
+}
+
 /// The padded head width the kernel is built for, if any.
 fn padded_dim(d: usize) -> Option<usize> {
     if d == 0 || !d.is_multiple_of(8) {
@@ -96,11 +102,17 @@ impl Map3 for FlashAttention {
             PTX,
         )?;
         let smem = smem_bytes(dp, std::mem::size_of::<T>());
-        func.set_attribute(
-            CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            smem as i32,
-        )
-        .w()?;
+        // The shared-memory limit is a property of the loaded function: set once per device and kernel, not
+        // on every launch (dozens per UNet step).
+        let key = (dev.id(), dp, T::DTYPE);
+        if !SMEM_CONFIGURED.with(|done| done.borrow().contains(&key)) {
+            func.set_attribute(
+                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                smem as i32,
+            )
+            .w()?;
+            SMEM_CONFIGURED.with(|done| done.borrow_mut().insert(key));
+        }
         let scale_log2 = (d as f32).powf(-0.5) * std::f32::consts::LOG2_E;
         let (hh, nn, mm, dd) = (h as i32, n as i32, m as i32, d as i32);
         let mut builder = func.builder();

@@ -287,7 +287,7 @@ impl Conv2d {
     pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
         #[cfg(feature = "cuda")]
         if x.device().is_cuda() && cuda::supports(x.dtype()) && self.plain.config().groups == 1 {
-            if let Some(b) = &self.bias {
+            if let Some(b) = self.plain.bias() {
                 return cuda::add_bias_channels_residual(&self.convolve_cuda(x)?, b, residual);
             }
         }
