@@ -206,6 +206,8 @@ def diffusers_child(args):
 
     with torch.no_grad():
         unet_s, _ = timed(unet_step, 3, args.repeats)
+        if args.profile_out:
+            write_torch_profile(unet_step, args.profile_out)
 
         # As the pipelines decode: SDXL's VAE (force_upcast) in f32, SD 1.5's in f16.
         upcast = xl and pipe.vae.config.force_upcast
@@ -243,6 +245,28 @@ def diffusers_child(args):
         "torch_max_reserved_mib": torch.cuda.max_memory_reserved() / 2**20,
         "diffusers": __import__("diffusers").__version__, "torch": torch.__version__,
     }))
+
+
+def write_torch_profile(fn, path):
+    """Per-kernel GPU time of one call of `fn`, as torch.profiler sees it, for comparing with ncu's view of ours."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    rows = []
+    for event in prof.key_averages():
+        gpu_us = getattr(event, "self_device_time_total", None)
+        if gpu_us is None:
+            gpu_us = event.self_cuda_time_total
+        if gpu_us > 0:
+            rows.append((gpu_us, event.count, event.key))
+    rows.sort(reverse=True)
+    total = sum(r[0] for r in rows)
+    lines = [f"total GPU time {total / 1000:.2f} ms over {sum(r[1] for r in rows)} kernel launches"]
+    lines += [f"{us / 1000:9.3f} ms {count:6d}x  {key[:150]}" for us, count, key in rows]
+    Path(path).write_text("\n".join(lines) + "\n")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -290,11 +314,14 @@ def main():
     parser.add_argument("--runs", type=int, default=3, help="timed end-to-end runs")
     parser.add_argument("--only", choices=["ours", "diffusers"], help="run one side only")
     parser.add_argument("--no-reference", action="store_true", help="skip the f32 reference run")
+    parser.add_argument("--profile", action="store_true",
+                        help="also write diffusers' per-kernel GPU times of one UNet step (torch.profiler)")
     parser.add_argument("--worker-args", default="", help="extra sd-worker bench arguments, space-separated")
     parser.add_argument("--diffusers-child", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--image-out", help=argparse.SUPPRESS)
     parser.add_argument("--dump", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-out", help=argparse.SUPPRESS)
     parser.add_argument("--f32-reference", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.diffusers_child:
@@ -324,7 +351,8 @@ def main():
             row["diffusers"] = run_measured(
                 [sys.executable, __file__, "--diffusers-child", str(model), "--size", str(size),
                  "--image-out", str(out / f"{name}-diffusers.png"),
-                 "--dump", str(out / f"{name}-diffusers.safetensors"), *common],
+                 "--dump", str(out / f"{name}-diffusers.safetensors"), *common,
+                 *(["--profile-out", str(out / f"{name}-diffusers-profile.txt")] if args.profile else [])],
                 out / f"{name}-diffusers.log")
             print(f"{name} diffusers: {json.dumps(row['diffusers'])}", flush=True)
         if not args.only:
