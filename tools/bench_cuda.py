@@ -201,6 +201,11 @@ def diffusers_child(args):
             pixels = (pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample / 2 + 0.5).clamp(0, 1)
             save_file({"context": context.contiguous(), "noise_pred": unet_step().contiguous(),
                        "pixels": pixels.contiguous()}, args.dump)
+        if args.image_out:
+            g = torch.Generator("cpu").manual_seed(args.seed)
+            kwargs = {} if xl else {"negative_prompt": ""}
+            pipe(PROMPT, height=size, width=size, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                 generator=g, **kwargs).images[0].save(args.image_out)
         print(json.dumps({"reference": "f32"}))
         return
 
@@ -274,6 +279,27 @@ def write_torch_profile(fn, path):
 # --------------------------------------------------------------------------------------------------------------
 
 
+def match_images(args, name, model, size, out):
+    """Whole images of ours (f16), diffusers (f16) and diffusers in f32 without TF32, same seed, at
+    `--match-guidance`: with CFG 7 the 20 steps of a random-weight model amplify half-precision rounding until
+    no two runs agree, so the end-to-end check uses a guidance that does not."""
+    g = str(args.match_guidance)
+    common = ["--steps", str(args.steps), "--guidance", g, "--seed", str(args.seed), "--repeats", "1", "--runs", "1"]
+    paths = {side: out / f"{name}-{side}-g{g}.png" for side in ("ours", "diffusers", "f32")}
+    run_measured([args.worker, "bench", "--model", str(model), "--device", "cuda", "--dtype", "f16", "--width",
+                  str(size), "--height", str(size), "--out", str(paths["ours"]), *common,
+                  *args.worker_args.split()], out / f"{name}-ours-match.log")
+    run_measured([sys.executable, __file__, "--diffusers-child", str(model), "--size", str(size),
+                  "--image-out", str(paths["diffusers"]), *common], out / f"{name}-diffusers-match.log")
+    run_measured([sys.executable, __file__, "--diffusers-child", str(model), "--size", str(size), "--f32-reference",
+                  "--dump", str(out / f"{name}-f32-match.safetensors"), "--image-out", str(paths["f32"]), *common],
+                 out / f"{name}-f32-match.log")
+    return {"guidance": args.match_guidance,
+            "ours_vs_diffusers": image_distance(paths["ours"], paths["diffusers"]),
+            "ours_vs_f32": image_distance(paths["ours"], paths["f32"]),
+            "diffusers_vs_f32": image_distance(paths["diffusers"], paths["f32"])}
+
+
 def image_distance(a_path, b_path):
     import numpy as np
     from PIL import Image
@@ -314,6 +340,10 @@ def main():
     parser.add_argument("--runs", type=int, default=3, help="timed end-to-end runs")
     parser.add_argument("--only", choices=["ours", "diffusers"], help="run one side only")
     parser.add_argument("--no-reference", action="store_true", help="skip the f32 reference run")
+    parser.add_argument("--match-guidance", type=float, default=1.0,
+                        help="guidance of the whole-image comparison (ours, diffusers, diffusers f32)")
+    parser.add_argument("--no-match", dest="match_guidance", action="store_const", const=None,
+                        help="skip the whole-image comparison")
     parser.add_argument("--profile", action="store_true",
                         help="also write diffusers' per-kernel GPU times of one UNet step (torch.profiler)")
     parser.add_argument("--worker-args", default="", help="extra sd-worker bench arguments, space-separated")
@@ -359,13 +389,18 @@ def main():
             row["image"] = image_distance(out / f"{name}-ours.png", out / f"{name}-diffusers.png")
         if not args.only and not args.no_reference:
             run_measured([sys.executable, __file__, "--diffusers-child", str(model), "--size", str(size),
-                          "--f32-reference", "--dump", str(out / f"{name}-f32.safetensors"), *common],
+                          "--f32-reference", "--dump", str(out / f"{name}-f32.safetensors"),
+                          "--image-out", str(out / f"{name}-f32.png"), *common],
                          out / f"{name}-f32.log")
+            row["image_vs_f32"] = {side: image_distance(out / f"{name}-{side}.png", out / f"{name}-f32.png")
+                                   for side in ("ours", "diffusers")}
             ref = out / f"{name}-f32.safetensors"
             row["components"] = {
                 "ours": component_errors(out / f"{name}-ours.safetensors", ref),
                 "diffusers": component_errors(out / f"{name}-diffusers.safetensors", ref),
             }
+        if not args.only and args.match_guidance is not None:
+            row["image_match"] = match_images(args, name, model, size, out)
         results[name] = row
         (out / "results.json").write_text(json.dumps(results, indent=2))
         print_table({name: row})
@@ -387,6 +422,16 @@ def print_table(results):
             d = row["image"]
             print(f"| {name} | image difference | max {d['max_abs']:.0f}/255, mean {d['mean_abs']:.2f}/255, "
                   f"PSNR {d['psnr_db']:.1f} dB | | |")
+        for side, d in row.get("image_vs_f32", {}).items():
+            print(f"| {name} | image: {side} vs diffusers f32 | max {d['max_abs']:.0f}/255, mean {d['mean_abs']:.2f}/255, "
+                  f"PSNR {d['psnr_db']:.1f} dB | | |")
+        if "image_match" in row:
+            m = row["image_match"]
+            for label, key in [("ours vs diffusers", "ours_vs_diffusers"), ("ours vs diffusers f32", "ours_vs_f32"),
+                               ("diffusers vs diffusers f32", "diffusers_vs_f32")]:
+                d = m[key]
+                print(f"| {name} | image at guidance {m['guidance']:g}: {label} | max {d['max_abs']:.0f}/255, "
+                      f"mean {d['mean_abs']:.2f}/255, PSNR {d['psnr_db']:.1f} dB | | |")
         components = row.get("components", {})
         for key in components.get("ours", {}):
             o, r = components["ours"][key], components["diffusers"][key]

@@ -35,7 +35,7 @@ PY
       )
       echo "worker args: [$WORKER_ARGS]" ;;
     bench)
-      timeout 480 python3 tools/bench_cuda.py --worker /tmp/sdw --out /tmp/bench-out --model-dir "$MODELS" \
+      timeout 580 python3 tools/bench_cuda.py --worker /tmp/sdw --out /tmp/bench-out --model-dir "$MODELS" \
         --worker-args "$WORKER_ARGS" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
       cp /tmp/bench-out/results.json "$OUT/" ;;
     ncu)

@@ -13,7 +13,7 @@ use common::*;
 use sd_core::loader::components::{load_text_encoder, load_unet, load_vae};
 use sd_core::loader::hub::HubOptions;
 use sd_core::loader::{find_weight_files, ModelFolder};
-use sd_core::pipeline::{LoadOptions, Pipeline};
+use sd_core::pipeline::{DTypeSpec, LoadOptions, Pipeline};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -275,4 +275,22 @@ fn a_replacement_vae_folder_is_used_instead_of_the_models() {
         &missing,
     ));
     assert!(msg.contains("/nonexistent/vae"), "{msg}");
+}
+
+#[test]
+fn only_sdxl_vaes_are_upcast_to_f32_in_half_precision() {
+    // Every fixture VAE config says `force_upcast: true`, as the published ones do (or default to). diffusers'
+    // SDXL pipelines honour it; its SD 1.x/2.x pipeline decodes in the model's dtype.
+    let half = LoadOptions {
+        dtype: DTypeSpec::F16,
+        ..LoadOptions::default()
+    };
+    let vae_dtype = |name: &str| {
+        Pipeline::load(model_dir(name).to_str().unwrap(), &half)
+            .unwrap_or_else(|e| panic!("loading {name} in f16: {e}"))
+            .vae_dtype()
+    };
+    assert_eq!(vae_dtype("tiny-sd1"), DType::F16);
+    assert_eq!(vae_dtype("tiny-sd2"), DType::F16);
+    assert_eq!(vae_dtype("tiny-sdxl"), DType::F32);
 }

@@ -93,6 +93,10 @@ pub struct ModelArgs {
     /// Fused flash attention on CUDA in f16/bf16 (`false`: matmul + softmax, as candle does).
     #[arg(long, env = "SD_FLASH_ATTENTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub flash_attention: bool,
+    /// Most scratch memory (MiB) one cuDNN convolution may use (`cudnn` builds). Larger requests fall back
+    /// to a slower implicit-GEMM algorithm; unset: cuDNN's fastest choice whatever it needs.
+    #[arg(long, env = "SD_CONV_WORKSPACE_LIMIT_MIB")]
+    pub conv_workspace_limit_mib: Option<usize>,
     /// Hugging Face hub cache folder for hub ids (default: hf-hub's, `$HF_HOME/hub`).
     #[arg(long, env = "HF_HUB_CACHE")]
     pub hf_cache: Option<PathBuf>,

@@ -32,6 +32,7 @@ pub fn load_options(model: &ModelArgs) -> anyhow::Result<LoadOptions> {
         vae: model.vae.clone(),
         vae_tiling: VaeTiling::parse(&model.vae_tiling)?,
         flash_attention: model.flash_attention,
+        conv_workspace_limit_mib: model.conv_workspace_limit_mib,
     })
 }
 

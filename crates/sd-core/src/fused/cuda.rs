@@ -146,54 +146,66 @@ cuda_only_op!(2, FusedGegluBias, "sd-fused-geglu-bias", |l| {
 });
 
 /// The stream-ordered pool's high-water marks and the device's used memory, MiB.
-pub fn memory_report(dev: &CudaDevice) -> candle_core::Result<super::MemoryReport> {
-    use candle_core::cuda_backend::cudarc::driver::{result, sys};
+/// The device's default stream-ordered pool (where candle's allocations come from), after synchronising.
+fn default_pool(
+    dev: &CudaDevice,
+) -> candle_core::Result<candle_core::cuda_backend::cudarc::driver::sys::CUmemoryPool> {
+    use candle_core::cuda_backend::cudarc::driver::sys;
     let stream = dev.cuda_stream();
     stream.synchronize().w()?;
     let mut pool = std::mem::MaybeUninit::<sys::CUmemoryPool>::uninit();
-    let (mut used_high, mut reserved_high) = (0u64, 0u64);
-    // SAFETY: `pool` is written by the driver before use; both attributes are u64.
+    // SAFETY: `pool` is written by the driver before it is read.
     unsafe {
         sys::cuDeviceGetDefaultMemPool(pool.as_mut_ptr(), stream.context().cu_device())
             .result()
             .w()?;
-        let pool = pool.assume_init();
-        result::mem_pool::get_attribute(
-            pool,
-            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH,
-            (&mut used_high as *mut u64).cast(),
-        )
-        .w()?;
-        result::mem_pool::get_attribute(
-            pool,
-            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH,
-            (&mut reserved_high as *mut u64).cast(),
-        )
-        .w()?;
+        Ok(pool.assume_init())
     }
+}
+
+pub fn memory_report(dev: &CudaDevice) -> candle_core::Result<super::MemoryReport> {
+    use candle_core::cuda_backend::cudarc::driver::{result, sys::CUmemPool_attribute as A};
+    let pool = default_pool(dev)?;
+    let read = |attr: A| -> candle_core::Result<u64> {
+        let mut value = 0u64;
+        // SAFETY: the four attributes read here are u64 values.
+        unsafe { result::mem_pool::get_attribute(pool, attr, (&mut value as *mut u64).cast()) }
+            .w()?;
+        Ok(value)
+    };
     let (free, total) = result::mem_get_info().w()?;
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
     Ok(super::MemoryReport {
-        pool_used_high_mib: mib(used_high),
-        pool_reserved_high_mib: mib(reserved_high),
+        pool_used_high_mib: mib(read(A::CU_MEMPOOL_ATTR_USED_MEM_HIGH)?),
+        pool_reserved_high_mib: mib(read(A::CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH)?),
+        pool_used_mib: mib(read(A::CU_MEMPOOL_ATTR_USED_MEM_CURRENT)?),
         device_used_mib: mib((total - free) as u64),
     })
 }
 
-/// Returns the memory pool's unused reservations to the driver (after one-off work such as the kernel
-/// checks, so they do not stay counted against the process).
-pub fn release_cached_memory(dev: &CudaDevice) -> candle_core::Result<()> {
-    use candle_core::cuda_backend::cudarc::driver::{result, sys};
-    let stream = dev.cuda_stream();
-    stream.synchronize().w()?;
-    let mut pool = std::mem::MaybeUninit::<sys::CUmemoryPool>::uninit();
-    // SAFETY: `pool` is written by the driver before use.
-    unsafe {
-        sys::cuDeviceGetDefaultMemPool(pool.as_mut_ptr(), stream.context().cu_device())
-            .result()
+/// Starts the pool's high-water marks again from what it holds now (to measure one phase at a time).
+pub fn reset_memory_high(dev: &CudaDevice) -> candle_core::Result<()> {
+    use candle_core::cuda_backend::cudarc::driver::{result, sys::CUmemPool_attribute as A};
+    let pool = default_pool(dev)?;
+    for attr in [
+        A::CU_MEMPOOL_ATTR_USED_MEM_HIGH,
+        A::CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH,
+    ] {
+        let mut zero = 0u64;
+        // SAFETY: both attributes are u64 and may only be set to zero, which resets them.
+        unsafe { result::mem_pool::set_attribute(pool, attr, (&mut zero as *mut u64).cast()) }
             .w()?;
-        result::mem_pool::trim_to(pool.assume_init(), 0).w()?;
     }
+    Ok(())
+}
+
+/// Returns the memory pool's unused reservations to the driver (after one-off work such as the kernel
+/// checks, and between the phases of a generation, so they do not stay counted against the process).
+pub fn release_cached_memory(dev: &CudaDevice) -> candle_core::Result<()> {
+    use candle_core::cuda_backend::cudarc::driver::result;
+    let pool = default_pool(dev)?;
+    // SAFETY: trimming only returns memory no allocation holds.
+    unsafe { result::mem_pool::trim_to(pool, 0) }.w()?;
     Ok(())
 }
 
@@ -456,6 +468,158 @@ pub fn add_bias_channels_residual(
         .apply_op3_no_bwd(&bias, &residual, &BiasAddResidual(BiasAdd::Channels))
 }
 
+/// [`add_bias_channels`] (plus `residual` if given) written into `x` itself, for fresh outputs such as a
+/// convolution's that no other tensor shares: no second tensor of the output's size exists even for a moment
+/// (at VAE resolutions that is 64-128 MiB at the peak).
+pub fn add_bias_channels_owned(
+    x: Tensor,
+    bias: &Tensor,
+    residual: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
+    if !x.is_contiguous() {
+        return match residual {
+            Some(r) => add_bias_channels_residual(&x, bias, r),
+            None => add_bias_channels(&x, bias),
+        };
+    }
+    let bias = bias.to_dtype(x.dtype())?.contiguous()?;
+    match residual {
+        Some(r) => {
+            let r = r.to_dtype(x.dtype())?.contiguous()?;
+            x.inplace_op3(&bias, &r, &InPlaceBias(BiasAdd::Channels))?
+        }
+        None => x.inplace_op2(&bias, &InPlaceBias(BiasAdd::Channels))?,
+    }
+    Ok(x)
+}
+
+/// A bias add (with an optional residual) into the input's own memory; see [`add_bias_channels_owned`].
+struct InPlaceBias(BiasAdd);
+
+impl InPlaceBias {
+    fn run<T: DeviceRepr + WithDType>(
+        &self,
+        x: &mut CudaSlice<T>,
+        x_l: &Layout,
+        b: &CudaSlice<T>,
+        b_l: &Layout,
+        residual: Option<(&CudaSlice<T>, &Layout)>,
+        dev: &CudaDevice,
+    ) -> candle_core::Result<()> {
+        use candle_core::cuda_backend::cudarc::driver::DevicePtr;
+        let Some((start, end)) = x_l.contiguous_offsets() else {
+            candle_core::bail!("in-place bias add: input must be contiguous");
+        };
+        let b = contiguous_view(b, b_l, "bias")?;
+        let (rows, inner, name) = self.0.geometry(x_l, b_l.shape().elem_count())?;
+        let residual = match residual {
+            Some((r, r_l)) if r_l.dims() == x_l.dims() => {
+                Some(contiguous_view(r, r_l, "residual")?)
+            }
+            Some((_, r_l)) => {
+                candle_core::bail!("residual {:?} does not match {:?}", r_l.dims(), x_l.dims())
+            }
+            None => None,
+        };
+        let name = if residual.is_some() {
+            format!("{name}_residual")
+        } else {
+            name.to_string()
+        };
+        let func = dev.get_or_load_custom_func(&kernel_name::<T>(&name), MODULE, PTX)?;
+        let mut out = x.slice_mut(start..end);
+        // The kernels read element i and then write element i: input and output may be the same memory.
+        let input = out.device_ptr(dev.cuda_stream().as_ref()).0;
+        let (nr, ni, nc) = (rows as u32, inner as u32, b_l.shape().elem_count() as u32);
+        let mut builder = func.builder();
+        builder.arg(&input);
+        builder.arg(&b);
+        if let Some(r) = &residual {
+            builder.arg(r);
+        }
+        builder.arg(&mut out);
+        builder.arg(&nr);
+        builder.arg(&ni);
+        if matches!(self.0, BiasAdd::Channels) {
+            builder.arg(&nc);
+        }
+        // SAFETY: rows * inner elements of x (and of the residual, same shape) are read and written once each;
+        // bias indices stay below its length.
+        unsafe { builder.launch(grid_for(rows, inner)) }.w()?;
+        Ok(())
+    }
+}
+
+impl candle_core::InplaceOp2 for InPlaceBias {
+    fn name(&self) -> &'static str {
+        "sd-fused-bias-add-in-place"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &mut candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<()> {
+        candle_core::bail!("the in-place bias add runs on CUDA tensors only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        x: &mut CudaStorage,
+        x_l: &Layout,
+        b: &CudaStorage,
+        b_l: &Layout,
+    ) -> candle_core::Result<()> {
+        use candle_core::cuda_backend::CudaStorageSlice as S;
+        let dev = x.device().clone();
+        match (&mut x.slice, &b.slice) {
+            (S::F32(x), S::F32(b)) => self.run(x, x_l, b, b_l, None, &dev),
+            (S::F16(x), S::F16(b)) => self.run(x, x_l, b, b_l, None, &dev),
+            (S::BF16(x), S::BF16(b)) => self.run(x, x_l, b, b_l, None, &dev),
+            _ => candle_core::bail!("in-place bias add: f32, f16 or bf16 of one type only"),
+        }
+    }
+}
+
+impl candle_core::InplaceOp3 for InPlaceBias {
+    fn name(&self) -> &'static str {
+        "sd-fused-bias-add-residual-in-place"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &mut candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<()> {
+        candle_core::bail!("the in-place bias add runs on CUDA tensors only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        x: &mut CudaStorage,
+        x_l: &Layout,
+        b: &CudaStorage,
+        b_l: &Layout,
+        r: &CudaStorage,
+        r_l: &Layout,
+    ) -> candle_core::Result<()> {
+        use candle_core::cuda_backend::CudaStorageSlice as S;
+        let dev = x.device().clone();
+        match (&mut x.slice, &b.slice, &r.slice) {
+            (S::F32(x), S::F32(b), S::F32(r)) => self.run(x, x_l, b, b_l, Some((r, r_l)), &dev),
+            (S::F16(x), S::F16(b), S::F16(r)) => self.run(x, x_l, b, b_l, Some((r, r_l)), &dev),
+            (S::BF16(x), S::BF16(b), S::BF16(r)) => self.run(x, x_l, b, b_l, Some((r, r_l)), &dev),
+            _ => candle_core::bail!("in-place bias add: f32, f16 or bf16 of one type only"),
+        }
+    }
+}
+
 /// [`add_bias_columns`] plus `residual` (the shape of `x`) in the same pass.
 pub fn add_bias_columns_residual(
     x: &Tensor,
@@ -678,18 +842,40 @@ impl Map3 for FusedLayerNorm {
             candle_core::bail!("layer_norm: weight/bias must have {cols} elements");
         }
         let rows = x_l.shape().elem_count() / cols;
-        let items = match cols {
-            0..=128 => 4,
-            129..=512 => 16,
-            513..=2048 => 64,
-            _ => candle_core::bail!("layer_norm: rows of {cols} are too wide for the fused kernel"),
-        };
         if rows > u32::MAX as usize {
             candle_core::bail!("layer_norm: {rows} rows are too many for the fused kernel");
         }
+        // 16-byte vectors where the row width and every start allow it, else one element per load.
+        let per_vector = 16 / std::mem::size_of::<T>();
+        let starts = [x_l, w_l, b_l].map(|l| l.start_offset());
+        let vectors_per_lane = cols.div_ceil(32 * per_vector);
+        let vectorised = cols.is_multiple_of(per_vector)
+            && starts.iter().all(|s| s.is_multiple_of(per_vector))
+            && vectors_per_lane <= 8;
+        let kernel = if vectorised {
+            // Instantiated widths: 1-6 and 8 vectors per lane.
+            format!(
+                "layer_norm_vec{}",
+                if vectors_per_lane == 7 {
+                    8
+                } else {
+                    vectors_per_lane
+                }
+            )
+        } else {
+            let items = match cols {
+                0..=128 => 4,
+                129..=512 => 16,
+                513..=2048 => 64,
+                _ => candle_core::bail!(
+                    "layer_norm: rows of {cols} are too wide for the fused kernel"
+                ),
+            };
+            format!("layer_norm_{items}")
+        };
         // SAFETY: every element of every row is written.
         let mut out = unsafe { dev.alloc::<T>(rows * cols)? };
-        let name = kernel_name::<T>(&format!("layer_norm_{items}"));
+        let name = kernel_name::<T>(&kernel);
         let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
         let mut builder = func.builder();
         let (r, c) = (rows as u32, cols as u32);
@@ -706,8 +892,9 @@ impl Map3 for FusedLayerNorm {
             block_dim: (128, 1, 1),
             shared_mem_bytes: 0,
         };
-        // SAFETY: 32 * items >= cols, so each row fits its warp's registers; warp w of block b touches only
-        // row 4b + w (and rows a grid further on).
+        // SAFETY: the chosen kernel holds at least `cols` values per warp (32 lanes x items, or x vectors of
+        // 16 bytes), so each row fits its warp's registers; warp w of block b touches only row 4b + w (and rows
+        // a grid further on).
         unsafe { builder.launch(cfg) }.w()?;
         Ok(out)
     }
@@ -865,6 +1052,7 @@ pub fn verify(dev: &candle_core::Device) -> candle_core::Result<Vec<super::Kerne
     }
     for (rows, cols) in [
         (8192usize, 320usize),
+        (2000, 640),
         (2048, 1280),
         (77, 768),
         (5, 100),

@@ -202,8 +202,31 @@ impl CudnnConv {
             w: &w,
             y: &y,
         };
-        let algo = op.pick_algorithm().map_err(wrap)?;
-        let workspace_bytes = op.get_workspace_size(algo).map_err(wrap)?;
+        let mut algo = op.pick_algorithm().map_err(wrap)?;
+        let mut workspace_bytes = op.get_workspace_size(algo).map_err(wrap)?;
+        let limit = super::conv_workspace_limit();
+        if workspace_bytes > limit {
+            // The implicit-GEMM algorithms need (almost) no scratch space and run every configuration.
+            use cudnn::sys::cudnnConvolutionFwdAlgo_t as Algo;
+            for lean in [
+                Algo::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+                Algo::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
+            ] {
+                if let Ok(bytes) = op.get_workspace_size(lean) {
+                    if bytes <= limit {
+                        (algo, workspace_bytes) = (lean, bytes);
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::debug!(
+            ?xd,
+            ?wd,
+            ?algo,
+            workspace_mib = workspace_bytes >> 20,
+            "cuDNN convolution plan"
+        );
         Ok(Plan {
             x,
             w,

@@ -4,14 +4,13 @@
 
 use candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute;
 use candle_core::cuda_backend::cudarc::driver::{
-    CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg,
+    CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
 };
 use candle_core::cuda_backend::{kernel_name, Map3, WrapErr};
 use candle_core::{CudaDevice, DType, Layout, Shape, Tensor, WithDType};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/flash.ptx"));
 const MODULE: &str = "sd_core_flash";
-const BM: usize = 64;
 const BN: usize = 64;
 const WARPS: usize = 4;
 
@@ -29,33 +28,73 @@ fn padded_dim(d: usize) -> Option<usize> {
     [48, 64, 80, 128, 160].into_iter().find(|&p| d <= p)
 }
 
+/// Query rows per block: each of the 4 warps takes 32 rows for narrow heads, 16 for wide ones (registers).
+fn block_rows(dp: usize) -> usize {
+    if dp <= 64 {
+        128
+    } else {
+        64
+    }
+}
+
 pub fn supports(dtype: DType, head_dim: usize) -> bool {
     matches!(dtype, DType::F16 | DType::BF16) && padded_dim(head_dim).is_some()
 }
 
-/// `q` `[b, h, n, d]`, `k`/`v` `[b, h, m, d]` -> `softmax(q k^T / sqrt(d)) v` as `[b, n, h * d]`.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Tensor> {
-    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
-    q.apply_op3_no_bwd(&k, &v, &FlashAttention)
+/// `q` `[b, n, heads * d]`, `k`/`v` `[b, m, heads * d]` -> `softmax(q k^T / sqrt(d)) v` per head, as
+/// `[b, n, heads * d]`. The inputs may be views with any row and batch strides (e.g. slices of one fused q/k/v
+/// projection); views the kernel cannot read directly are copied first.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+    let readable = |t: &Tensor| -> candle_core::Result<Tensor> {
+        if strided_rows(t.layout()).is_some() {
+            Ok(t.clone())
+        } else {
+            t.contiguous()
+        }
+    };
+    let (q, k, v) = (readable(q)?, readable(k)?, readable(v)?);
+    q.apply_op3_no_bwd(&k, &v, &FlashAttention { heads })
 }
 
-struct FlashAttention;
+struct FlashAttention {
+    heads: usize,
+}
 
 fn smem_bytes(dp: usize, elem: usize) -> usize {
-    let (ldh, lds, ldp, ldo) = (dp + 8, BN + 4, BN + 8, dp + 4);
-    (BM * ldh + 2 * BN * ldh) * elem + WARPS * 16 * (lds * 4 + ldp * elem + ldo * 4 + 2 * 4)
+    // Two stages of a key tile and a value tile; the query tile is staged in the second stage first.
+    4 * BN * (dp + 8) * elem
 }
 
-/// 16-byte loads need every row start aligned: offsets in whole multiples of 8 elements.
-fn aligned_view<'a, T: DeviceRepr>(
+/// (start offset, batch stride, row stride) of a `[b, rows, width]` layout whose rows are contiguous and
+/// whose row starts are all 16-byte aligned (multiples of 8 elements), as the kernel's cp.async needs.
+fn strided_rows(l: &Layout) -> Option<(usize, usize, usize)> {
+    let (&[b, rows, width], &[batch_stride, row_stride, unit]) = (l.dims(), l.stride()) else {
+        return None;
+    };
+    let batch_stride = if b == 1 { 0 } else { batch_stride };
+    let row_stride = if rows == 1 { width } else { row_stride };
+    let start = l.start_offset();
+    let aligned = [start, batch_stride, row_stride, width]
+        .iter()
+        .all(|x| x.is_multiple_of(8));
+    (unit == 1 && aligned && row_stride >= width).then_some((start, batch_stride, row_stride))
+}
+
+/// The part of `s` a `[b, rows, width]` layout reads, with its batch and row strides (see [`strided_rows`]).
+fn strided_view<'a, T: DeviceRepr>(
     s: &'a CudaSlice<T>,
     l: &Layout,
     what: &str,
-) -> candle_core::Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, T>> {
-    match l.contiguous_offsets() {
-        Some((start, end)) if start % 8 == 0 => Ok(s.slice(start..end)),
-        _ => candle_core::bail!("flash attention: {what} must be contiguous and 16-byte aligned"),
+) -> candle_core::Result<(CudaView<'a, T>, i64, i64)> {
+    let Some((start, batch, row)) = strided_rows(l) else {
+        candle_core::bail!("flash attention: {what} rows must be contiguous and 16-byte aligned")
+    };
+    let (b, rows, width) = l.shape().dims3()?;
+    if b == 0 || rows == 0 || start + (b - 1) * batch + (rows - 1) * row + width > s.len() {
+        candle_core::bail!("flash attention: {what} layout is empty or reaches past its storage");
     }
+    let end = start + (b - 1) * batch + (rows - 1) * row + width;
+    Ok((s.slice(start..end), batch as i64, row as i64))
 }
 
 impl Map3 for FlashAttention {
@@ -69,33 +108,36 @@ impl Map3 for FlashAttention {
         v_l: &Layout,
         dev: &CudaDevice,
     ) -> candle_core::Result<CudaSlice<T>> {
-        let (qv, kv, vv) = (
-            aligned_view(q, q_l, "q")?,
-            aligned_view(k, k_l, "k")?,
-            aligned_view(v, v_l, "v")?,
-        );
-        let (&[b, h, n, d], &[kb, kh, m, kd], vd) = (q_l.dims(), k_l.dims(), v_l.dims()) else {
-            candle_core::bail!("flash attention: q and k must be [batch, heads, tokens, dim]");
+        let heads = self.heads;
+        let (&[b, n, width], &[kb, m, kw], vd) = (q_l.dims(), k_l.dims(), v_l.dims()) else {
+            candle_core::bail!("flash attention: q and k must be [batch, tokens, heads * dim]");
         };
-        if (kb, kh, kd) != (b, h, d) || vd != k_l.dims() {
+        if (kb, kw) != (b, width) || vd != k_l.dims() {
             candle_core::bail!(
                 "flash attention: q {:?}, k {:?}, v {vd:?} disagree",
                 q_l.dims(),
                 k_l.dims()
             );
         }
+        if heads == 0 || !width.is_multiple_of(heads) {
+            candle_core::bail!("flash attention: width {width} is not a multiple of {heads} heads");
+        }
+        let d = width / heads;
         let Some(dp) = padded_dim(d) else {
             candle_core::bail!("flash attention: head dim {d} is not supported");
         };
-        if n == 0 || m == 0 || b * h > 65535 || n > i32::MAX as usize || m > i32::MAX as usize {
+        if n == 0 || m == 0 || b * heads > 65535 || n > i32::MAX as usize || m > i32::MAX as usize {
             candle_core::bail!(
                 "flash attention: shape {:?} x {:?} out of range",
                 q_l.dims(),
                 k_l.dims()
             );
         }
+        let (qv, q_batch, q_row) = strided_view(q, q_l, "q")?;
+        let (kv, k_batch, k_row) = strided_view(k, k_l, "k")?;
+        let (vv, v_batch, v_row) = strided_view(v, v_l, "v")?;
         // SAFETY: every output row i < n of every (batch, head) is written, d values each.
-        let mut out = unsafe { dev.alloc::<T>(b * n * h * d)? };
+        let mut out = unsafe { dev.alloc::<T>(b * n * width)? };
         let func = dev.get_or_load_custom_func(
             &kernel_name::<T>(&format!("flash_attn_d{dp}")),
             MODULE,
@@ -114,7 +156,7 @@ impl Map3 for FlashAttention {
             SMEM_CONFIGURED.with(|done| done.borrow_mut().insert(key));
         }
         let scale_log2 = (d as f32).powf(-0.5) * std::f32::consts::LOG2_E;
-        let (hh, nn, mm, dd) = (h as i32, n as i32, m as i32, d as i32);
+        let (hh, nn, mm, dd) = (heads as i32, n as i32, m as i32, d as i32);
         let mut builder = func.builder();
         builder.arg(&qv);
         builder.arg(&kv);
@@ -124,47 +166,82 @@ impl Map3 for FlashAttention {
         builder.arg(&nn);
         builder.arg(&mm);
         builder.arg(&dd);
+        builder.arg(&q_batch);
+        builder.arg(&q_row);
+        builder.arg(&k_batch);
+        builder.arg(&k_row);
+        builder.arg(&v_batch);
+        builder.arg(&v_row);
         builder.arg(&scale_log2);
         let cfg = LaunchConfig {
-            grid_dim: (n.div_ceil(BM) as u32, (b * h) as u32, 1),
+            grid_dim: (n.div_ceil(block_rows(dp)) as u32, (b * heads) as u32, 1),
             block_dim: ((WARPS * 32) as u32, 1, 1),
             shared_mem_bytes: smem as u32,
         };
-        // SAFETY: block (x, y) reads rows [64x, 64x + 64) of q and all m rows of k/v for (batch, head) y, all
-        // bounds-checked against n and m in the kernel; it writes only its own rows of `out`.
+        // SAFETY: block (x, y) reads its query rows and all m key/value rows of (batch, head) y through the
+        // strides checked against the views' lengths above, masking rows >= n / m and columns >= d in the
+        // kernel; it writes only its own rows of `out`.
         unsafe { builder.launch(cfg) }.w()?;
         Ok(out)
     }
 }
 
-cuda_only_op!(3, FlashAttention, "sd-flash-attention", |l| {
-    let dims = l.dims();
-    Shape::from((dims[0], dims[2], dims[1] * dims[3]))
-});
+cuda_only_op!(3, FlashAttention, "sd-flash-attention", |l| Shape::from(
+    l.dims()
+));
 
 /// Flash attention against softmax(q k^T / sqrt(d)) v computed in f32 with candle ops, per padded width.
 pub fn verify(dev: &candle_core::Device) -> candle_core::Result<Vec<super::KernelCheck>> {
     let mut checks = Vec::new();
-    // (batch, heads, n, m, d): self- and cross-attention shapes of SD 1.5 (40/80/160) and SDXL (64), partial tiles.
+    // (batch, heads, n, m, d): self- and cross-attention shapes of SD 1.5 (40/80/160) and SDXL (64), partial
+    // tiles. Self-attention cases (n == m) read q/k/v as views into one fused projection output, cross-attention
+    // cases read k/v as views into a fused k/v output, as the UNet does.
     let cases = [
         (2, 8, 300, 77, 40),
         (2, 10, 1000, 1000, 64),
         (1, 8, 256, 300, 80),
         (2, 2, 100, 77, 128),
         (2, 8, 64, 77, 160),
+        (2, 5, 200, 200, 160),
+        (1, 3, 130, 130, 48),
     ];
     for (b, h, n, m, d) in cases {
-        let q = Tensor::randn(0f32, 1.0, (b, h, n, d), dev)?;
-        let k = Tensor::randn(0f32, 1.0, (b, h, m, d), dev)?;
-        let v = Tensor::randn(0f32, 1.0, (b, h, m, d), dev)?;
-        let scores = (q.matmul(&k.t()?)? * (d as f64).powf(-0.5))?;
+        let w = h * d;
+        let (q, k, v) = if n == m {
+            let qkv = Tensor::randn(0f32, 1.0, (b, n, 3 * w), dev)?;
+            (
+                qkv.narrow(2, 0, w)?,
+                qkv.narrow(2, w, w)?,
+                qkv.narrow(2, 2 * w, w)?,
+            )
+        } else {
+            let kv = Tensor::randn(0f32, 1.0, (b, m, 2 * w), dev)?;
+            let q = Tensor::randn(0f32, 1.0, (b, n, w), dev)?;
+            (q, kv.narrow(2, 0, w)?, kv.narrow(2, w, w)?)
+        };
+        let heads =
+            |t: &Tensor, len: usize| t.reshape((b, len, h, d))?.transpose(1, 2)?.contiguous();
+        let (qh, kh, vh) = (heads(&q, n)?, heads(&k, m)?, heads(&v, m)?);
+        let scores = (qh.matmul(&kh.t()?)? * (d as f64).powf(-0.5))?;
         let expected = candle_nn::ops::softmax_last_dim(&scores)?
-            .matmul(&v)?
+            .matmul(&vh)?
             .transpose(1, 2)?
-            .reshape((b, n, h * d))?;
+            .reshape((b, n, w))?;
         for dtype in [DType::F16, DType::BF16] {
+            // Converting keeps the views' strides: q/k/v stay slices of one buffer.
             let f = |t: &Tensor| t.to_dtype(dtype);
-            let actual = attention(&f(&q)?, &f(&k)?, &f(&v)?)?;
+            let (qd, kd, vd) = if n == m {
+                let qkv = Tensor::cat(&[&q, &k, &v], 2)?.to_dtype(dtype)?;
+                (
+                    qkv.narrow(2, 0, w)?,
+                    qkv.narrow(2, w, w)?,
+                    qkv.narrow(2, 2 * w, w)?,
+                )
+            } else {
+                let kv = Tensor::cat(&[&k, &v], 2)?.to_dtype(dtype)?;
+                (f(&q)?, kv.narrow(2, 0, w)?, kv.narrow(2, w, w)?)
+            };
+            let actual = attention(&qd, &kd, &vd, h)?;
             checks.push(super::KernelCheck {
                 kernel: "flash_attention",
                 case: format!("b{b} h{h} n{n} m{m} d{d} {dtype:?}"),

@@ -274,7 +274,7 @@ impl Module for Conv2d {
         if x.device().is_cuda() && cuda::supports(x.dtype()) && self.plain.config().groups == 1 {
             let y = self.convolve_cuda(x)?;
             return match self.plain.bias() {
-                Some(b) => cuda::add_bias_channels(&y, b),
+                Some(b) => cuda::add_bias_channels_owned(y, b, None),
                 None => Ok(y),
             };
         }
@@ -288,7 +288,7 @@ impl Conv2d {
         #[cfg(feature = "cuda")]
         if x.device().is_cuda() && cuda::supports(x.dtype()) && self.plain.config().groups == 1 {
             if let Some(b) = self.plain.bias() {
-                return cuda::add_bias_channels_residual(&self.convolve_cuda(x)?, b, residual);
+                return cuda::add_bias_channels_owned(self.convolve_cuda(x)?, b, Some(residual));
             }
         }
         self.forward(x)? + residual
@@ -452,17 +452,40 @@ pub fn set_flash_attention(enabled: bool) {
     FLASH_ATTENTION.store(enabled, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// `softmax(q k^T / sqrt(d)) v` by the flash kernel for `[b, h, n, d]` heads, or `None` where it does not
-/// apply (then the caller takes the matmul path).
-pub fn flash_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Option<Tensor>> {
+static CONV_WORKSPACE_LIMIT: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(usize::MAX);
+
+/// The most scratch memory one cuDNN convolution may take (bytes; process-wide). Where cuDNN's first choice
+/// wants more, an implicit-GEMM algorithm (little or no scratch, slower) runs instead. Applies to plans made
+/// after the call.
+pub fn set_conv_workspace_limit(bytes: usize) {
+    CONV_WORKSPACE_LIMIT.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
+#[cfg_attr(not(feature = "cudnn"), allow(dead_code))]
+fn conv_workspace_limit() -> usize {
+    CONV_WORKSPACE_LIMIT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `softmax(q k^T / sqrt(d)) v` per head by the flash kernel, for `q` `[b, n, heads * d]` and `k`/`v`
+/// `[b, m, heads * d]` (views with any row stride, such as slices of a fused projection, are read in place),
+/// giving `[b, n, heads * d]`; `None` where it does not apply (then the caller takes the matmul path).
+pub fn flash_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+) -> candle_core::Result<Option<Tensor>> {
     #[cfg(feature = "cuda")]
     if FLASH_ATTENTION.load(std::sync::atomic::Ordering::Relaxed)
         && q.device().is_cuda()
-        && flash::supports(q.dtype(), q.dim(candle_core::D::Minus1)?)
+        && heads > 0
+        && q.dim(candle_core::D::Minus1)? % heads == 0
+        && flash::supports(q.dtype(), q.dim(candle_core::D::Minus1)? / heads)
     {
-        return flash::attention(q, k, v).map(Some);
+        return flash::attention(q, k, v, heads).map(Some);
     }
-    let _ = (q, k, v);
+    let _ = (q, k, v, heads);
     Ok(None)
 }
 
@@ -520,6 +543,8 @@ pub struct MemoryReport {
     pub pool_used_high_mib: f64,
     /// Most bytes the pool held from the driver (the above plus what it kept for reuse).
     pub pool_reserved_high_mib: f64,
+    /// Bytes handed out now.
+    pub pool_used_mib: f64,
     /// Device memory in use now, by every process.
     pub device_used_mib: f64,
 }
@@ -531,6 +556,16 @@ pub fn memory_report(device: &candle_core::Device) -> candle_core::Result<Option
     }
     let _ = device;
     Ok(None)
+}
+
+/// Restarts the high-water marks of [`memory_report`] (CUDA; elsewhere nothing to do).
+pub fn reset_memory_high(device: &candle_core::Device) -> candle_core::Result<()> {
+    #[cfg(feature = "cuda")]
+    if let candle_core::Device::Cuda(dev) = device {
+        return cuda::reset_memory_high(dev);
+    }
+    let _ = device;
+    Ok(())
 }
 
 /// Gives the device's unused cached memory back (CUDA; elsewhere nothing to do).

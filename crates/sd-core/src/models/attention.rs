@@ -128,28 +128,57 @@ impl Attention {
     /// Everything before the output projection: `[batch, tokens, heads * head_dim]`.
     fn attend_heads(&self, x: &Tensor, context: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let heads = self.heads;
+        let flash = |q: &Tensor, k: &Tensor, v: &Tensor| -> candle_core::Result<Option<Tensor>> {
+            if self.upcast {
+                return Ok(None);
+            }
+            flash_attention(q, k, v, heads)
+        };
         let (q, k, v) = match (&self.qkv, &self.kv, context) {
             (Some(qkv), _, None) => {
-                let mut parts = split_fused_heads(&qkv.forward(x)?, 3, heads)?.into_iter();
+                let fused = qkv.forward(x)?;
+                let inner = fused.dim(2)? / 3;
+                let part = |i: usize| fused.narrow(2, i * inner, inner);
+                if let Some(out) = flash(&part(0)?, &part(1)?, &part(2)?)? {
+                    return Ok(out);
+                }
+                let mut parts = split_fused_heads(&fused, 3, heads)?.into_iter();
                 match (parts.next(), parts.next(), parts.next()) {
                     (Some(q), Some(k), Some(v)) => (q, k, v),
                     _ => candle_core::bail!("fused attention projection lost a part"),
                 }
             }
             (_, Some(kv), Some(ctx)) => {
-                let mut parts = split_fused_heads(&kv.forward(ctx)?, 2, heads)?.into_iter();
-                let q = split_heads(&self.to_q.forward(x)?, heads)?;
+                let fused = kv.forward(ctx)?;
+                let inner = fused.dim(2)? / 2;
+                let q = self.to_q.forward(x)?;
+                if let Some(out) = flash(
+                    &q,
+                    &fused.narrow(2, 0, inner)?,
+                    &fused.narrow(2, inner, inner)?,
+                )? {
+                    return Ok(out);
+                }
+                let mut parts = split_fused_heads(&fused, 2, heads)?.into_iter();
                 match (parts.next(), parts.next()) {
-                    (Some(k), Some(v)) => (q, k, v),
+                    (Some(k), Some(v)) => (split_heads(&q, heads)?, k, v),
                     _ => candle_core::bail!("fused attention projection lost a part"),
                 }
             }
             _ => {
                 let context = context.unwrap_or(x);
+                let (q, k, v) = (
+                    self.to_q.forward(x)?,
+                    self.to_k.forward(context)?,
+                    self.to_v.forward(context)?,
+                );
+                if let Some(out) = flash(&q, &k, &v)? {
+                    return Ok(out);
+                }
                 (
-                    split_heads(&self.to_q.forward(x)?, heads)?,
-                    split_heads(&self.to_k.forward(context)?, heads)?,
-                    split_heads(&self.to_v.forward(context)?, heads)?,
+                    split_heads(&q, heads)?,
+                    split_heads(&k, heads)?,
+                    split_heads(&v, heads)?,
                 )
             }
         };
@@ -189,6 +218,11 @@ pub fn scaled_dot_product(
     heads: usize,
     upcast: bool,
 ) -> candle_core::Result<Tensor> {
+    if !upcast {
+        if let Some(out) = flash_attention(q, k, v, heads)? {
+            return Ok(out);
+        }
+    }
     attend(
         &split_heads(q, heads)?,
         &split_heads(k, heads)?,
@@ -199,11 +233,6 @@ pub fn scaled_dot_product(
 
 /// Attention over heads already split: `q` `[b, h, n, d]`, `k`/`v` `[b, h, m, d]` -> `[b, n, h * d]`.
 fn attend(q: &Tensor, k: &Tensor, v: &Tensor, upcast: bool) -> candle_core::Result<Tensor> {
-    if !upcast {
-        if let Some(out) = flash_attention(q, k, v)? {
-            return Ok(out);
-        }
-    }
     let (b, heads, n, d) = q.dims4()?;
     let m = k.dim(2)?;
     let dtype = q.dtype();

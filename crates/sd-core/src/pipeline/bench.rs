@@ -44,6 +44,8 @@ pub struct BenchReport {
     /// Device memory after loading and after all runs (CUDA).
     pub memory_after_load: Option<crate::fused::MemoryReport>,
     pub memory_after_runs: Option<crate::fused::MemoryReport>,
+    /// High-water marks of each phase (text encoding, UNet step, VAE decode, end to end), CUDA only.
+    pub memory_by_phase: Vec<(String, crate::fused::MemoryReport)>,
     #[serde(skip)]
     pub image: Option<RgbImage>,
     /// The measured components' outputs (text context, guided noise prediction, decoded pixels) in f32, to
@@ -116,10 +118,20 @@ impl Pipeline {
         let reps = spec.component_repeats;
         let memory_after_load = crate::fused::memory_report(&self.device)?;
 
-        phase("text encoding");
+        let mut memory_by_phase = Vec::new();
+        let mut phase = |name: &'static str, memory: &mut Vec<_>| -> Result<()> {
+            if let Some(report) = crate::fused::memory_report(&self.device)? {
+                memory.push((name, report));
+            }
+            crate::fused::reset_memory_high(&self.device)?;
+            phase(name);
+            Ok(())
+        };
+
+        phase("text encoding", &mut memory_by_phase)?;
         let text_encode_ms = self.repeat_ms(2, reps, || self.conditioning(&req))?;
 
-        phase("UNet step");
+        phase("UNet step", &mut memory_by_phase)?;
         let cond = self.conditioning(&req)?;
         let scheduler = self.scheduler_for(&req)?;
         let m = self.info.size_multiple;
@@ -147,7 +159,7 @@ impl Pipeline {
         }
         let unet_enqueue_ms = median(enqueue);
 
-        phase("VAE decode");
+        phase("VAE decode", &mut memory_by_phase)?;
         let vae_decode_ms = self.repeat_ms(1, reps, || self.decode_to_pixels(&latents))?;
 
         let f32 = |t: Tensor| t.to_dtype(DType::F32);
@@ -164,7 +176,7 @@ impl Pipeline {
             ("pixels".to_string(), self.decode_to_pixels(&latents)?),
         ];
 
-        phase("end to end");
+        phase("end to end", &mut memory_by_phase)?;
         let run = || -> Result<(Vec<RgbImage>, f64)> {
             self.timed(|| Ok(self.generate(&req, &mut |_| StepControl::Continue)?.images))
         };
@@ -178,8 +190,15 @@ impl Pipeline {
             image = image.or_else(|| images.into_iter().next());
             runs.push(seconds);
         }
+        phase("done", &mut memory_by_phase)?;
+        // Each report covers the phase named before it: shift the names by one.
+        let memory_by_phase = memory_by_phase
+            .windows(2)
+            .map(|w| (w[0].0.to_string(), w[1].1.clone()))
+            .collect();
         let memory_after_runs = crate::fused::memory_report(&self.device)?;
         Ok(BenchReport {
+            memory_by_phase,
             memory_after_load,
             memory_after_runs,
             text_encode_ms,

@@ -116,6 +116,15 @@ impl Pipeline {
 
     /// Latents -> pixels in [0, 1], `[batch, 3, H, W]` f32, as diffusers' `output_type="np"` before rounding.
     pub fn decode_to_pixels(&self, latents: &Tensor) -> Result<Tensor> {
+        // The UNet's cached activations and the VAE's (several times larger at full resolution) would otherwise
+        // both stay reserved: peak memory is then the larger of the two phases, not their union.
+        crate::fused::release_cached_memory(&self.device)?;
+        let pixels = self.decode_to_pixels_cached(latents)?;
+        crate::fused::release_cached_memory(&self.device)?;
+        Ok(pixels)
+    }
+
+    fn decode_to_pixels_cached(&self, latents: &Tensor) -> Result<Tensor> {
         let cfg = self.vae.config();
         let mut z = (latents.to_dtype(self.vae_dtype)? / cfg.scaling_factor)?;
         if let Some(shift) = cfg.shift_factor {

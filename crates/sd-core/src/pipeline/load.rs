@@ -58,6 +58,11 @@ impl Pipeline {
         let folder = ModelFolder::resolve(model, options.variant.as_deref(), &options.hub)?;
         let device = options.device.open()?;
         crate::fused::set_flash_attention(options.flash_attention);
+        crate::fused::set_conv_workspace_limit(
+            options
+                .conv_workspace_limit_mib
+                .map_or(usize::MAX, |mib| mib.saturating_mul(1 << 20)),
+        );
         let dtype = options.dtype.dtype();
         if device.is_cpu() && options.dtype != DTypeSpec::F32 {
             tracing::warn!("half precision on the CPU is slow and imprecise; f32 is recommended");
@@ -92,7 +97,10 @@ impl Pipeline {
             .clone()
             .unwrap_or_else(|| folder.component("vae"));
         let vae_config: VaeConfig = read_model_config(&vae_dir.join("config.json"))?;
-        let vae_dtype = if vae_config.force_upcast && dtype == DType::F16 {
+        let family = detect_family(&te_config, &unet_config);
+        // As diffusers: only the SDXL pipelines honour `force_upcast` (SD 1.x/2.x decode in the model's dtype,
+        // although their configs leave `force_upcast` at its default of true).
+        let vae_dtype = if family == "sdxl" && vae_config.force_upcast && dtype == DType::F16 {
             DType::F32
         } else {
             dtype
@@ -107,7 +115,6 @@ impl Pipeline {
         let default_sampler =
             SamplerKind::from_config(&scheduler_config).unwrap_or(SamplerKind::Euler);
 
-        let family = detect_family(&te_config, &unet_config);
         let force_zeros_for_empty_prompt = folder
             .index
             .force_zeros_for_empty_prompt
@@ -168,6 +175,11 @@ impl Pipeline {
             default_sampler,
             info,
         })
+    }
+
+    /// The dtype the VAE runs in: the model's, or f32 for an SDXL VAE whose config asks for `force_upcast`.
+    pub fn vae_dtype(&self) -> DType {
+        self.vae_dtype
     }
 
     pub fn info(&self) -> &ModelInfo {

@@ -46,6 +46,8 @@ pub struct LoadOptions {
     pub vae_tiling: VaeTiling,
     /// Use the fused flash-attention kernel where it applies (CUDA, half precision); process-wide.
     pub flash_attention: bool,
+    /// The most scratch memory (MiB) one cuDNN convolution may use; process-wide. `None`: cuDNN's choice.
+    pub conv_workspace_limit_mib: Option<usize>,
 }
 
 /// Tiled VAE decoding and encoding (diffusers' `enable_vae_tiling`): bounded memory for large images at the
@@ -96,6 +98,7 @@ impl Default for LoadOptions {
             vae: None,
             vae_tiling: VaeTiling::Auto,
             flash_attention: true,
+            conv_workspace_limit_mib: None,
         }
     }
 }
