@@ -201,6 +201,18 @@ fn verify_convolutions(device: &candle_core::Device) -> candle_core::Result<Vec<
                 // TF32 (cuDNN's default for f32, as PyTorch's) rounds inputs to 10 mantissa bits.
                 tolerance: cuda::tolerance(dtype, 2e-3),
             });
+            // The residual joins in the same in-place pass as the bias.
+            let residual = expected.ones_like()?.affine(0.5, 0.0)?;
+            let expected = (&expected + &residual)?;
+            checks.push(KernelCheck {
+                kernel: "conv2d + residual",
+                case: format!("{cin}->{cout} k{k} p{padding} s{stride} {side}x{side} {dtype:?}"),
+                relative_max_diff: cuda::relative_max_diff(
+                    &layer.forward_residual(&xd, &residual)?,
+                    &expected,
+                )?,
+                tolerance: cuda::tolerance(dtype, 2e-3),
+            });
         }
     }
     Ok(checks)
