@@ -196,6 +196,34 @@ fn rand_seed() -> u64 {
 mod tests {
     use super::*;
 
+    #[derive(clap::Parser)]
+    struct ModelOnly {
+        #[command(flatten)]
+        model: ModelArgs,
+    }
+
+    fn options(args: &[&str]) -> LoadOptions {
+        use clap::Parser;
+        let parsed = ModelOnly::try_parse_from([&["sd-worker", "--model", "m"], args].concat())
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        load_options(&parsed.model).unwrap()
+    }
+
+    #[test]
+    fn cuda_tuning_flags_reach_the_load_options() {
+        let defaults = options(&[]);
+        assert!(defaults.flash_attention);
+        assert_eq!(defaults.conv_workspace_limit_mib, None);
+        let tuned = options(&[
+            "--flash-attention",
+            "false",
+            "--conv-workspace-limit-mib",
+            "256",
+        ]);
+        assert!(!tuned.flash_attention);
+        assert_eq!(tuned.conv_workspace_limit_mib, Some(256));
+    }
+
     #[test]
     fn batch_outputs_get_numbered_names() {
         assert_eq!(
