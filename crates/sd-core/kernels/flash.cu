@@ -10,6 +10,7 @@
 // base + b * batch_stride + i * row_stride + h * d, so q/k/v can be views into one fused projection output.
 // out is [b, n, heads * d] contiguous (the layout the output projection reads). DP is the head dimension
 // padded to a multiple of 16 (zeros beyond d); d, strides and offsets must be multiples of 8 elements.
+// Built for an older GPU the kernels are empty; the host side never launches them there.
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 #include <stdint.h>
@@ -90,6 +91,7 @@ __device__ void flash_attention(const T *__restrict__ q, const T *__restrict__ k
                                 T *__restrict__ out, int heads, int n, int m, int d, long long q_batch,
                                 long long q_row, long long k_batch, long long k_row, long long v_batch,
                                 long long v_row, float scale_log2) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800  // mma.sync m16n8k16, cp.async: Ampere and later only
     constexpr int LDH = DP + 8;
     constexpr int BM = 16 * MT * WARPS;
     constexpr int TILE = BN * LDH;
@@ -254,6 +256,7 @@ __device__ void flash_attention(const T *__restrict__ q, const T *__restrict__ k
                 }
             }
         }
+#endif
 }
 
 }  // namespace

@@ -41,10 +41,33 @@ pub fn supports(dtype: DType, head_dim: usize) -> bool {
     matches!(dtype, DType::F16 | DType::BF16) && padded_dim(head_dim).is_some()
 }
 
+/// Whether the GPU runs the kernel: its tensor-core and async-copy instructions need compute capability 8.0.
+/// Asked once per device (attention runs dozens of times per UNet step).
+pub fn device_supports(device: &candle_core::Device) -> bool {
+    thread_local! {
+        static CAPABLE: std::cell::RefCell<std::collections::HashMap<candle_core::cuda_backend::DeviceId, bool>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    let candle_core::Device::Cuda(dev) = device else {
+        return false;
+    };
+    CAPABLE.with(|known| {
+        *known.borrow_mut().entry(dev.id()).or_insert_with(|| {
+            dev.cuda_stream()
+                .context()
+                .compute_capability()
+                .is_ok_and(|(major, _)| major >= 8)
+        })
+    })
+}
+
 /// `q` `[b, n, heads * d]`, `k`/`v` `[b, m, heads * d]` -> `softmax(q k^T / sqrt(d)) v` per head, as
 /// `[b, n, heads * d]`. The inputs may be views with any row and batch strides (e.g. slices of one fused q/k/v
 /// projection); views the kernel cannot read directly are copied first.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+    if !device_supports(q.device()) {
+        candle_core::bail!("flash attention needs a GPU of compute capability 8.0 or later");
+    }
     let readable = |t: &Tensor| -> candle_core::Result<Tensor> {
         if strided_rows(t.layout()).is_some() {
             Ok(t.clone())
@@ -193,6 +216,9 @@ cuda_only_op!(3, FlashAttention, "sd-flash-attention", |l| Shape::from(
 /// Flash attention against softmax(q k^T / sqrt(d)) v computed in f32 with candle ops, per padded width.
 pub fn verify(dev: &candle_core::Device) -> candle_core::Result<Vec<super::KernelCheck>> {
     let mut checks = Vec::new();
+    if !device_supports(dev) {
+        return Ok(checks);
+    }
     // (batch, heads, n, m, d): self- and cross-attention shapes of SD 1.5 (40/80/160) and SDXL (64), partial
     // tiles. Self-attention cases (n == m) read q/k/v as views into one fused projection output, cross-attention
     // cases read k/v as views into a fused k/v output, as the UNet does.

@@ -494,6 +494,7 @@ pub fn flash_attention(
         && heads > 0
         && q.dim(candle_core::D::Minus1)? % heads == 0
         && flash::supports(q.dtype(), q.dim(candle_core::D::Minus1)? / heads)
+        && flash::device_supports(q.device())
     {
         return flash::attention(q, k, v, heads).map(Some);
     }
