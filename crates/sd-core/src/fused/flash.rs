@@ -1,5 +1,6 @@
 //! Launches kernels/flash.cu: attention without materialising the scores, for f16/bf16 heads of up to 160
-//! dimensions (every SD 1.x, 2.x and SDXL UNet head; the VAE's single 512-wide head keeps the matmul path).
+//! dimensions (every SD 1.x, 2.x and SDXL UNet head; the VAE's single 512-wide head keeps the matmul path) on
+//! GPUs of compute capability 8.0 and later.
 #![allow(unsafe_code)] // kernel launches are FFI; the launch below states why its arguments are in bounds.
 
 use candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute;
