@@ -109,32 +109,57 @@ impl Map2 for FusedGegluBias {
         b_l: &Layout,
         dev: &CudaDevice,
     ) -> candle_core::Result<CudaSlice<T>> {
-        let h = contiguous_view(h, h_l, "geglu input")?;
         let b = contiguous_view(b, b_l, "geglu bias")?;
-        let dims = h_l.dims();
-        let last = dims.last().copied().unwrap_or(0);
-        if last % 2 != 0 || b_l.shape().elem_count() != last {
-            candle_core::bail!("geglu: last dimension {last} must be even and match the bias");
+        if Some(&b_l.shape().elem_count()) != h_l.dims().last() {
+            candle_core::bail!(
+                "geglu: the bias must match the last dimension of {:?}",
+                h_l.dims()
+            );
         }
-        let inner = last / 2;
-        let rows = h_l.shape().elem_count() / last.max(1);
-        if rows > u32::MAX as usize || inner > u32::MAX as usize {
-            candle_core::bail!("geglu: tensor {dims:?} is too large for the fused kernel");
-        }
-        // SAFETY: the kernel writes every one of rows * inner outputs.
-        let mut out = unsafe { dev.alloc::<T>(rows * inner)? };
-        let func = dev.get_or_load_custom_func(&kernel_name::<T>("geglu_bias"), MODULE, PTX)?;
-        let mut builder = func.builder();
-        let (r, i) = (rows as u32, inner as u32);
-        builder.arg(&h);
-        builder.arg(&b);
-        builder.arg(&mut out);
-        builder.arg(&r);
-        builder.arg(&i);
-        // SAFETY: row r reads h[r * 2 * inner ..][..2 * inner] and bias[..2 * inner], writes out[r * inner ..].
-        unsafe { builder.launch(grid_for(rows, inner)) }.w()?;
-        Ok(out)
+        launch_geglu(h, h_l, Some(&b), dev)
     }
+}
+
+/// `out[r, j] = a * gelu(g)` with `a, g = h[r, j] (+ bias[j]), h[r, inner + j] (+ bias[inner + j])`: the
+/// `geglu` kernel, or `geglu_bias` when the projection's bias is folded in.
+fn launch_geglu<T: DeviceRepr + WithDType>(
+    h: &CudaSlice<T>,
+    h_l: &Layout,
+    bias: Option<&candle_core::cuda_backend::cudarc::driver::CudaView<'_, T>>,
+    dev: &CudaDevice,
+) -> candle_core::Result<CudaSlice<T>> {
+    let h = contiguous_view(h, h_l, "geglu input")?;
+    let dims = h_l.dims();
+    let last = dims.last().copied().unwrap_or(0);
+    if last % 2 != 0 {
+        candle_core::bail!("geglu: last dimension {last} is odd");
+    }
+    let inner = last / 2;
+    let rows = h_l.shape().elem_count() / last.max(1);
+    if rows > u32::MAX as usize || inner > u32::MAX as usize {
+        candle_core::bail!("geglu: tensor {dims:?} is too large for the fused kernel");
+    }
+    // SAFETY: the kernel writes every one of rows * inner outputs.
+    let mut out = unsafe { dev.alloc::<T>(rows * inner)? };
+    let name = if bias.is_some() {
+        "geglu_bias"
+    } else {
+        "geglu"
+    };
+    let func = dev.get_or_load_custom_func(&kernel_name::<T>(name), MODULE, PTX)?;
+    let mut builder = func.builder();
+    let (r, i) = (rows as u32, inner as u32);
+    builder.arg(&h);
+    if let Some(b) = bias {
+        builder.arg(b);
+    }
+    builder.arg(&mut out);
+    builder.arg(&r);
+    builder.arg(&i);
+    // SAFETY: row r reads h[r * 2 * inner ..][..2 * inner] (and the 2 * inner bias values), writes
+    // out[r * inner ..][..inner].
+    unsafe { builder.launch(grid_for(rows, inner)) }.w()?;
+    Ok(out)
 }
 
 cuda_only_op!(2, FusedGegluBias, "sd-fused-geglu-bias", |l| {
@@ -145,7 +170,6 @@ cuda_only_op!(2, FusedGegluBias, "sd-fused-geglu-bias", |l| {
     Shape::from(dims)
 });
 
-/// The stream-ordered pool's high-water marks and the device's used memory, MiB.
 /// The device's default stream-ordered pool (where candle's allocations come from), after synchronising.
 fn default_pool(
     dev: &CudaDevice,
@@ -163,6 +187,7 @@ fn default_pool(
     }
 }
 
+/// The stream-ordered pool's high-water marks and the device's used memory, MiB.
 pub fn memory_report(dev: &CudaDevice) -> candle_core::Result<super::MemoryReport> {
     use candle_core::cuda_backend::cudarc::driver::{result, sys::CUmemPool_attribute as A};
     let pool = default_pool(dev)?;
@@ -337,29 +362,7 @@ impl Map1 for FusedGeglu {
         dev: &CudaDevice,
         h_l: &Layout,
     ) -> candle_core::Result<CudaSlice<T>> {
-        let h = contiguous_view(h, h_l, "geglu input")?;
-        let dims = h_l.dims();
-        let last = dims.last().copied().unwrap_or(0);
-        if last % 2 != 0 {
-            candle_core::bail!("geglu: last dimension {last} is odd");
-        }
-        let inner = last / 2;
-        let rows = h_l.shape().elem_count() / last.max(1);
-        if rows > u32::MAX as usize || inner > u32::MAX as usize {
-            candle_core::bail!("geglu: tensor {dims:?} is too large for the fused kernel");
-        }
-        // SAFETY: the kernel writes every one of rows * inner outputs.
-        let mut out = unsafe { dev.alloc::<T>(rows * inner)? };
-        let func = dev.get_or_load_custom_func(&kernel_name::<T>("geglu"), MODULE, PTX)?;
-        let mut builder = func.builder();
-        let (r, i) = (rows as u32, inner as u32);
-        builder.arg(&h);
-        builder.arg(&mut out);
-        builder.arg(&r);
-        builder.arg(&i);
-        // SAFETY: row r reads h[r * 2 * inner .. (r + 1) * 2 * inner] and writes out[r * inner ..].
-        unsafe { builder.launch(grid_for(rows, inner)) }.w()?;
-        Ok(out)
+        launch_geglu(h, h_l, None, dev)
     }
 }
 
