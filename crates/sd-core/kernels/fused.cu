@@ -317,59 +317,10 @@ SOFTMAX_INPLACE_ALL(__half, f16)
 SOFTMAX_INPLACE_ALL(__nv_bfloat16, bf16)
 
 // LayerNorm over the last dimension (the transformer blocks' norm1/2/3), one warp per row with the row in
-// registers: mean and variance from the registers (two passes, no cancellation), one write. candle's kernel
-// reached about a fifth of memory bandwidth on [8192, 320] rows.
-template <typename T, int ITEMS>
-__device__ void layer_norm_rows(const T *x, const T *weight, const T *bias, T *out, uint32_t rows,
-                                uint32_t cols, float eps) {
-    const uint32_t lane = threadIdx.x & 31;
-    const uint32_t warps = blockDim.x >> 5;
-    for (uint32_t r = blockIdx.x * warps + (threadIdx.x >> 5); r < rows; r += gridDim.x * warps) {
-        const T *src = x + (uint64_t)r * cols;
-        float v[ITEMS];
-        float sum = 0.f;
-#pragma unroll
-        for (int k = 0; k < ITEMS; ++k) {
-            const uint32_t j = lane + k * 32;
-            v[k] = j < cols ? to_f32(src[j]) : 0.f;
-            sum += v[k];
-        }
-        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffff, sum, o);
-        const float mean = sum / cols;
-        float var = 0.f;
-#pragma unroll
-        for (int k = 0; k < ITEMS; ++k) {
-            const uint32_t j = lane + k * 32;
-            const float d = j < cols ? v[k] - mean : 0.f;
-            var += d * d;
-        }
-        for (int o = 16; o > 0; o >>= 1) var += __shfl_xor_sync(0xffffffff, var, o);
-        const float rstd = rsqrtf(var / cols + eps);
-        T *dst = out + (uint64_t)r * cols;
-#pragma unroll
-        for (int k = 0; k < ITEMS; ++k) {
-            const uint32_t j = lane + k * 32;
-            if (j < cols) dst[j] = from_f32<T>((v[k] - mean) * rstd * to_f32(weight[j]) + to_f32(bias[j]));
-        }
-    }
-}
-
-#define LAYER_NORM(T, SUFFIX, ITEMS)                                                                            \
-    extern "C" __global__ void layer_norm_##ITEMS##_##SUFFIX(const T *x, const T *w, const T *b, T *out,       \
-                                                            uint32_t rows, uint32_t cols, float eps) {          \
-        layer_norm_rows<T, ITEMS>(x, w, b, out, rows, cols, eps);                                               \
-    }
-#define LAYER_NORM_ALL(T, SUFFIX) \
-    LAYER_NORM(T, SUFFIX, 4)      \
-    LAYER_NORM(T, SUFFIX, 16)     \
-    LAYER_NORM(T, SUFFIX, 64)
-LAYER_NORM_ALL(float, f32)
-LAYER_NORM_ALL(__half, f16)
-LAYER_NORM_ALL(__nv_bfloat16, bf16)
-
-// The same LayerNorm with 16-byte loads and stores: each lane holds VPL vectors of a row (cols a multiple of
-// the vector width, rows and parameters 16-byte aligned). The scalar kernel above ran at about a sixth of
-// memory bandwidth on SDXL's [2048, 1280] rows.
+// registers, read and written with 16-byte loads and stores: each lane holds VPL vectors of a row (cols a
+// multiple of the vector width, rows and parameters 16-byte aligned). Mean and variance come from the registers
+// (two passes, no cancellation). candle's kernel, and a first scalar version of this one, reached a fifth and a
+// sixth of memory bandwidth on SDXL's rows.
 template <typename T, int VPL>
 __device__ void layer_norm_vec_rows(const T *x, const T *weight, const T *bias, T *out, uint32_t rows,
                                     uint32_t cols, float eps) {
@@ -438,7 +389,10 @@ __device__ void layer_norm_vec_rows(const T *x, const T *weight, const T *bias, 
     LAYER_NORM_VEC(T, SUFFIX, 4)      \
     LAYER_NORM_VEC(T, SUFFIX, 5)      \
     LAYER_NORM_VEC(T, SUFFIX, 6)      \
-    LAYER_NORM_VEC(T, SUFFIX, 8)
+    LAYER_NORM_VEC(T, SUFFIX, 8)      \
+    LAYER_NORM_VEC(T, SUFFIX, 10)     \
+    LAYER_NORM_VEC(T, SUFFIX, 12)     \
+    LAYER_NORM_VEC(T, SUFFIX, 16)
 LAYER_NORM_VEC_ALL(float, f32)
 LAYER_NORM_VEC_ALL(__half, f16)
 LAYER_NORM_VEC_ALL(__nv_bfloat16, bf16)

@@ -804,21 +804,40 @@ impl Map2 for BiasAdd {
 
 cuda_only_op!(2, BiasAdd, "sd-fused-bias-add", |l| l.shape().clone());
 
-/// LayerNorm over the last dimension with affine weight and bias; rows up to 2048 wide (wider ones: `None`).
+/// Vectors of 16 bytes each lane of the LayerNorm kernel may hold, as instantiated in kernels/fused.cu.
+const LAYER_NORM_VECTORS: [usize; 10] = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16];
+
+/// The instantiated vectors-per-lane count for rows of `cols` elements of `elem_size` bytes, if the kernel
+/// takes them: a whole number of 16-byte vectors, at most 16 per lane (512 of them per row).
+fn layer_norm_vectors(cols: usize, elem_size: usize) -> Option<usize> {
+    let per_vector = 16 / elem_size;
+    if cols == 0 || !cols.is_multiple_of(per_vector) {
+        return None;
+    }
+    let needed = cols.div_ceil(32 * per_vector);
+    LAYER_NORM_VECTORS.into_iter().find(|&v| v >= needed)
+}
+
+/// LayerNorm over the last dimension with affine weight and bias, for rows the kernel takes (16-byte aligned,
+/// a whole number of 16-byte vectors, up to 512 vectors: every SD width); others `None` (the caller falls back).
 pub fn layer_norm(
     x: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
     eps: f64,
 ) -> candle_core::Result<Option<Tensor>> {
-    let cols = x.dims().last().copied().unwrap_or(0);
-    if cols == 0 || cols > 32 * 64 {
-        return Ok(None);
-    }
+    let x = x.contiguous()?;
     let weight = weight.to_dtype(x.dtype())?.contiguous()?;
     let bias = bias.to_dtype(x.dtype())?.contiguous()?;
-    x.contiguous()?
-        .apply_op3_no_bwd(&weight, &bias, &FusedLayerNorm { eps: eps as f32 })
+    let elem = x.dtype().size_in_bytes();
+    let cols = x.dims().last().copied().unwrap_or(0);
+    let aligned = [&x, &weight, &bias]
+        .iter()
+        .all(|t| (t.layout().start_offset() * elem).is_multiple_of(16));
+    if !aligned || layer_norm_vectors(cols, elem).is_none() {
+        return Ok(None);
+    }
+    x.apply_op3_no_bwd(&weight, &bias, &FusedLayerNorm { eps: eps as f32 })
         .map(Some)
 }
 
@@ -848,34 +867,16 @@ impl Map3 for FusedLayerNorm {
         if rows > u32::MAX as usize {
             candle_core::bail!("layer_norm: {rows} rows are too many for the fused kernel");
         }
-        // 16-byte vectors where the row width and every start allow it, else one element per load.
-        let per_vector = 16 / std::mem::size_of::<T>();
-        let starts = [x_l, w_l, b_l].map(|l| l.start_offset());
-        let vectors_per_lane = cols.div_ceil(32 * per_vector);
-        let vectorised = cols.is_multiple_of(per_vector)
-            && starts.iter().all(|s| s.is_multiple_of(per_vector))
-            && vectors_per_lane <= 8;
-        let kernel = if vectorised {
-            // Instantiated widths: 1-6 and 8 vectors per lane.
-            format!(
-                "layer_norm_vec{}",
-                if vectors_per_lane == 7 {
-                    8
-                } else {
-                    vectors_per_lane
-                }
-            )
-        } else {
-            let items = match cols {
-                0..=128 => 4,
-                129..=512 => 16,
-                513..=2048 => 64,
-                _ => candle_core::bail!(
-                    "layer_norm: rows of {cols} are too wide for the fused kernel"
-                ),
-            };
-            format!("layer_norm_{items}")
+        let elem = std::mem::size_of::<T>();
+        let aligned = [x_l, w_l, b_l]
+            .iter()
+            .all(|l| (l.start_offset() * elem).is_multiple_of(16));
+        let Some(vectors) = layer_norm_vectors(cols, elem).filter(|_| aligned) else {
+            candle_core::bail!(
+                "layer_norm: rows of {cols} unaligned or too wide for the fused kernel"
+            );
         };
+        let kernel = format!("layer_norm_vec{vectors}");
         // SAFETY: every element of every row is written.
         let mut out = unsafe { dev.alloc::<T>(rows * cols)? };
         let name = kernel_name::<T>(&kernel);
@@ -895,9 +896,8 @@ impl Map3 for FusedLayerNorm {
             block_dim: (128, 1, 1),
             shared_mem_bytes: 0,
         };
-        // SAFETY: the chosen kernel holds at least `cols` values per warp (32 lanes x items, or x vectors of
-        // 16 bytes), so each row fits its warp's registers; warp w of block b touches only row 4b + w (and rows
-        // a grid further on).
+        // SAFETY: the kernel holds 32 lanes x `vectors` x 16 bytes >= a row per warp, so each row fits its warp's
+        // registers; warp w of block b touches only row 4b + w (and rows a grid further on).
         unsafe { builder.launch(cfg) }.w()?;
         Ok(out)
     }
@@ -1060,6 +1060,7 @@ pub fn verify(dev: &candle_core::Device) -> candle_core::Result<Vec<super::Kerne
         (77, 768),
         (5, 100),
         (3, 2048),
+        (4, 4096),
     ] {
         let x = (Tensor::randn(0f32, 2.0, (2, rows / 2 + 1, cols), dev)? + 3.0)?;
         let w = Tensor::randn(1f32, 0.2, cols, dev)?;
@@ -1068,8 +1069,21 @@ pub fn verify(dev: &candle_core::Device) -> candle_core::Result<Vec<super::Kerne
             let (xd, wd, bd) = (x.to_dtype(dtype)?, w.to_dtype(dtype)?, b.to_dtype(dtype)?);
             let plain = candle_nn::LayerNorm::new(wd.clone(), bd.clone(), 1e-5);
             let expected = candle_core::Module::forward(&plain, &xd)?;
-            let Some(actual) = layer_norm(&xd, &wd, &bd, 1e-5)? else {
-                candle_core::bail!("layer_norm: {cols} columns should be supported");
+            // Rows that are not a whole number of 16-byte vectors, or wider than 512 of them, are left to candle
+            // (`None`); every width of the SD models must take the kernel.
+            let takes = layer_norm_vectors(cols, dtype.size_in_bytes()).is_some();
+            if [320, 640, 768, 1280, 2048].contains(&cols) && !takes {
+                candle_core::bail!(
+                    "layer_norm: {cols} columns of {dtype:?} should take the fused kernel"
+                );
+            }
+            let actual = match (layer_norm(&xd, &wd, &bd, 1e-5)?, takes) {
+                (Some(actual), true) => actual,
+                (None, false) => continue,
+                (got, _) => candle_core::bail!(
+                    "layer_norm: {cols} columns of {dtype:?}: kernel expected {takes}, ran {}",
+                    got.is_some()
+                ),
             };
             checks.push(super::KernelCheck {
                 kernel: "layer_norm",

@@ -118,20 +118,27 @@ impl Pipeline {
         let reps = spec.component_repeats;
         let memory_after_load = crate::fused::memory_report(&self.device)?;
 
+        // Each phase's pool high-water marks: read when the next phase starts, then restarted.
         let mut memory_by_phase = Vec::new();
-        let mut phase = |name: &'static str, memory: &mut Vec<_>| -> Result<()> {
-            if let Some(report) = crate::fused::memory_report(&self.device)? {
-                memory.push((name, report));
+        let mut current: Option<&'static str> = None;
+        let mut phase = |next: Option<&'static str>| -> Result<()> {
+            if let Some(done) = current {
+                if let Some(report) = crate::fused::memory_report(&self.device)? {
+                    memory_by_phase.push((done.to_string(), report));
+                }
             }
             crate::fused::reset_memory_high(&self.device)?;
-            phase(name);
+            current = next;
+            if let Some(name) = next {
+                phase(name);
+            }
             Ok(())
         };
 
-        phase("text encoding", &mut memory_by_phase)?;
+        phase(Some("text encoding"))?;
         let text_encode_ms = self.repeat_ms(2, reps, || self.conditioning(&req))?;
 
-        phase("UNet step", &mut memory_by_phase)?;
+        phase(Some("UNet step"))?;
         let cond = self.conditioning(&req)?;
         let scheduler = self.scheduler_for(&req)?;
         let m = self.info.size_multiple;
@@ -159,7 +166,7 @@ impl Pipeline {
         }
         let unet_enqueue_ms = median(enqueue);
 
-        phase("VAE decode", &mut memory_by_phase)?;
+        phase(Some("VAE decode"))?;
         let vae_decode_ms = self.repeat_ms(1, reps, || self.decode_to_pixels(&latents))?;
 
         let f32 = |t: Tensor| t.to_dtype(DType::F32);
@@ -176,7 +183,7 @@ impl Pipeline {
             ("pixels".to_string(), self.decode_to_pixels(&latents)?),
         ];
 
-        phase("end to end", &mut memory_by_phase)?;
+        phase(Some("end to end"))?;
         let run = || -> Result<(Vec<RgbImage>, f64)> {
             self.timed(|| Ok(self.generate(&req, &mut |_| StepControl::Continue)?.images))
         };
@@ -190,12 +197,7 @@ impl Pipeline {
             image = image.or_else(|| images.into_iter().next());
             runs.push(seconds);
         }
-        phase("done", &mut memory_by_phase)?;
-        // Each report covers the phase named before it: shift the names by one.
-        let memory_by_phase = memory_by_phase
-            .windows(2)
-            .map(|w| (w[0].0.to_string(), w[1].1.clone()))
-            .collect();
+        phase(None)?;
         let memory_after_runs = crate::fused::memory_report(&self.device)?;
         Ok(BenchReport {
             memory_by_phase,
