@@ -17,6 +17,7 @@ fi
 
 npm ci --no-audit --no-fund
 npm run typecheck
+node scripts/check-packages.mjs
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT
 npx vitest run --reporter=default --reporter=json --outputFile="$results/unit.json"

@@ -82,8 +82,14 @@ describe('the app, one session', () => {
     await page.goto(target.url);
     await page.getByTestId('model-name').filter({ hasNotText: 'connecting' }).waitFor();
     const info = (await (await fetch(`${target.url}/v1/info`)).json()) as { model: string; defaults?: { steps?: number } };
-    expect(await page.getByTestId('model-name').textContent()).toContain(info.model);
+    // The model's name, never the server's path to it.
+    const shown = (await page.getByTestId('model-name').textContent()) ?? '';
+    const name = info.model.replace(/\/+$/, '').split('/').pop()!;
+    expect(shown).toContain(name);
+    if (info.model.includes('/')) expect(shown).not.toContain(info.model);
     await page.locator('details.advanced summary').click();
+    // Samplers go by the names people know; the value sent stays our id.
+    expect(await page.getByLabel('Sampler', { exact: true }).locator('option[value="dpmpp_2m_karras"]').textContent()).toBe('DPM++ 2M Karras');
     if (info.defaults?.steps) expect(await page.getByLabel('Steps', { exact: true }).inputValue()).toBe(String(info.defaults.steps));
     await page.getByTestId('gallery-empty').waitFor();
     await screenshot(page, '01-txt2img-empty');
@@ -101,17 +107,27 @@ describe('the app, one session', () => {
     await page.getByTestId('result-image').first().waitFor({ timeout: 60_000 });
     await waitForStatus(/Done/);
     expect(await galleryItems().count()).toBe(1);
-    const size = await page.getByTestId('result-image').first().evaluate((img) => (img as HTMLImageElement).naturalWidth);
-    expect(size).toBeGreaterThan(0);
+    const [natural, shown] = await page
+      .getByTestId('result-image')
+      .first()
+      .evaluate((img) => [(img as HTMLImageElement).naturalWidth, img.getBoundingClientRect().width]);
+    expect(natural).toBeGreaterThan(0);
+    // A result smaller than the view is scaled up to it, not left tiny.
+    if (natural < 300) expect(shown).toBeGreaterThan(natural * 1.5);
     await screenshot(page, '03-txt2img-done');
   });
 
-  it('downloads a PNG with its parameters inside', async () => {
+  it('downloads the worker’s PNG byte for byte, its parameters inside once', async () => {
     const [download] = await Promise.all([page.waitForEvent('download'), galleryItems().first().getByRole('button', { name: /Download/ }).click()]);
     const bytes = readFileSync((await download.path())!);
-    expect(bytes.subarray(1, 4).toString('latin1')).toBe('PNG');
+    // The session's only finished job so far.
+    const { jobs } = (await (await fetch(`${target.url}/v1/jobs`)).json()) as { jobs: { id: string; status: string }[] };
+    const jobId = jobs.find((job) => job.status === 'succeeded')!.id;
+    const served = Buffer.from(await (await fetch(`${target.url}/v1/jobs/${jobId}/images/0`)).arrayBuffer());
+    expect(bytes.equals(served)).toBe(true);
     const text = bytes.toString('latin1');
-    expect(text).toContain('tEXtparameters\0a red lighthouse on a cliff');
+    expect(text.split('tEXtparameters').length - 1).toBe(1);
+    expect(text).toContain('a red lighthouse on a cliff');
     expect(text).toMatch(/Seed: \d+/);
   });
 
@@ -147,6 +163,15 @@ describe('the app, one session', () => {
     expect(await page.evaluate(() => document.activeElement?.id)).toBe('field-steps');
     await screenshot(page, '06-invalid-steps');
     await setField('Steps', target.kind === 'mock' ? '12' : '4');
+  });
+
+  it('points at the gallery button that sends a picture to each mode', async () => {
+    await page.getByRole('link', { name: 'Inpaint' }).click();
+    await page.waitForURL(/\/inpaint$/);
+    await page.getByText('Or press “Inpaint” under a picture in the gallery below.').waitFor();
+    await page.getByRole('link', { name: 'Image to image' }).click();
+    await page.waitForURL(/\/img2img$/);
+    await page.getByText('Or press “Img2img” under a picture in the gallery below.').waitFor();
   });
 
   it('takes a picture from a file or a drop on the img2img screen', async () => {
@@ -187,6 +212,8 @@ describe('the app, one session', () => {
     await page.waitForURL(/\/inpaint$/);
     const canvas = page.getByTestId('mask-canvas');
     await canvas.waitFor();
+    // Inpainting's strength starts at 1.0, as the API's and the CLI's default, whatever img2img was set to.
+    expect(await page.getByLabel(/^Strength/).inputValue()).toBe('1');
     // Submitting with no mask is refused at the mask, before anything is sent.
     await page.getByRole('button', { name: 'Inpaint', exact: true }).click();
     await page.locator('#mask-error').waitFor();

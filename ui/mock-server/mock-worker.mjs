@@ -108,7 +108,9 @@ export async function startMockWorker(options = {}) {
       const { width, height } = job.request;
       const count = job.request.batch;
       const seeds = Array.from({ length: count }, (_, i) => job.seed + i);
-      job.images = seeds.map((seed) => encodePng(width, height, paint({ ...job, seed }, width, height, 1)));
+      const parameters = (seed) =>
+        `${job.request.prompt ?? ''}\nSteps: ${job.request.steps}, Sampler: ${job.request.sampler ?? 'euler'}, Seed: ${seed}, Size: ${width}x${height}, Model: mock`;
+      job.images = seeds.map((seed) => encodePng(width, height, paint({ ...job, seed }, width, height, 1), { parameters: parameters(seed) }));
       job.status = 'succeeded';
       job.result = {
         images: job.images.map((png, i) => (inlineImages ? png.toString('base64') : `/v1/jobs/${job.id}/images/${i}`)),

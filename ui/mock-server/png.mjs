@@ -26,8 +26,9 @@ function chunk(type, data) {
   return out;
 }
 
-/** Encodes RGBA pixels (Uint8Array, width*height*4) as an RGB PNG. */
-export function encodePng(width, height, rgba) {
+/** Encodes RGBA pixels (Uint8Array, width*height*4) as an RGB PNG, with optional Latin-1 tEXt chunks (as the
+ * worker writes A1111's `parameters`). */
+export function encodePng(width, height, rgba, text = {}) {
   const raw = Buffer.alloc((width * 3 + 1) * height);
   for (let y = 0; y < height; y++) {
     const row = y * (width * 3 + 1);
@@ -48,6 +49,7 @@ export function encodePng(width, height, rgba) {
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
     chunk('IHDR', ihdr),
+    ...Object.entries(text).map(([key, value]) => chunk('tEXt', Buffer.from(`${key}\0${value}`, 'latin1'))),
     chunk('IDAT', deflateSync(raw)),
     chunk('IEND', Buffer.alloc(0)),
   ]);

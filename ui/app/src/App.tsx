@@ -10,6 +10,7 @@ import { deleteGalleryItem, listGallery, type GalleryItem } from './lib/gallery-
 import { loadPickedImage, type PickedImage } from './lib/images';
 import { initialParams, type FormParams } from './lib/params';
 import { MODE_PATHS, useMode, type Mode } from './lib/route';
+import { modelDisplayName } from './lib/model-name';
 
 const TABS: { mode: Mode; label: string }[] = [
   { mode: 'txt2img', label: 'Text to image' },
@@ -79,7 +80,9 @@ export function App() {
       width: text('width', current.width),
       height: text('height', current.height),
       batch: text('batch', '1'),
-      strength: text('strength', current.strength),
+      ...(item.operation === 'image_inpaint'
+        ? { inpaint_strength: text('strength', current.inpaint_strength) }
+        : { strength: text('strength', current.strength) }),
       seed: item.seed === null ? current.seed : String(item.seed),
       seedLocked: item.seed !== null,
     }));
@@ -109,7 +112,7 @@ export function App() {
           <strong>sd-worker</strong>
           <span className="model" data-testid="model-name">
             {connection.state === 'ready'
-              ? `${connection.info.model}${connection.info.device ? ` · ${connection.info.device}` : ''}`
+              ? `${modelDisplayName(connection.info.model)}${connection.info.device ? ` · ${connection.info.device}` : ''}`
               : connection.state === 'loading'
                 ? 'connecting…'
                 : 'not connected'}

@@ -4,12 +4,12 @@
 /// (URL path, file contents), sorted by path.
 pub(super) static FILES: &[(&str, &[u8])] = &[
     (
-        "/assets/index-BtqVhGaC.js",
-        include_bytes!("../../ui-dist/assets/index-BtqVhGaC.js"),
+        "/assets/index-CEofpBtt.js",
+        include_bytes!("../../ui-dist/assets/index-CEofpBtt.js"),
     ),
     (
-        "/assets/style-DfIguC7U.css",
-        include_bytes!("../../ui-dist/assets/style-DfIguC7U.css"),
+        "/assets/style-BwbwFoNo.css",
+        include_bytes!("../../ui-dist/assets/style-BwbwFoNo.css"),
     ),
     ("/favicon.svg", include_bytes!("../../ui-dist/favicon.svg")),
     ("/index.html", include_bytes!("../../ui-dist/index.html")),

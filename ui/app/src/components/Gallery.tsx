@@ -1,9 +1,9 @@
 /** Every finished image, kept in IndexedDB: its parameters, re-use, send to img2img/inpaint, download
- * (PNG with the parameters inside), delete. */
+ * (the worker's PNG byte for byte, with the parameters the worker wrote into it), delete. */
 import { useEffect, useMemo, useState } from 'react';
 import type { GalleryItem } from '../lib/gallery-db';
 import { formatDate } from '../lib/format';
-import { a1111Parameters, withPngText } from '../lib/png-text';
+import { samplerLabel } from '../lib/samplers';
 
 interface Props {
   items: GalleryItem[];
@@ -42,13 +42,10 @@ export function Gallery({ items, onReuse, onSendTo, onDelete }: Props) {
 function GalleryCard({ item, url, onReuse, onSendTo, onDelete }: { item: GalleryItem; url: string } & Omit<Props, 'items'>) {
   const [confirming, setConfirming] = useState(false);
   const p = item.params;
-  const download = async () => {
-    const png = await withPngText(item.png, {
-      parameters: a1111Parameters(p, item.seed, item.model),
-      'sd-worker': JSON.stringify({ operation: item.operation, ...p, seed: item.seed, model: item.model }),
-    });
+  const download = () => {
+    // The stored blob is the worker's own PNG, metadata included: saving anything else would disagree with it.
     const link = document.createElement('a');
-    link.href = URL.createObjectURL(png);
+    link.href = URL.createObjectURL(item.png);
     link.download = `sd-${item.seed ?? item.id}.png`;
     document.body.append(link);
     link.click();
@@ -66,7 +63,7 @@ function GalleryCard({ item, url, onReuse, onSendTo, onDelete }: { item: Gallery
         <p className="card-meta">
           {OPERATION_LABEL[item.operation]} · {item.width}×{item.height} · seed {item.seed ?? '?'}
           <br />
-          {String(p.sampler ?? '')} · {String(p.steps ?? '?')} steps · CFG {String(p.guidance_scale ?? '?')}
+          {samplerLabel(String(p.sampler ?? ''))} · {String(p.steps ?? '?')} steps · CFG {String(p.guidance_scale ?? '?')}
           {p.strength !== undefined ? ` · strength ${String(p.strength)}` : ''}
           <br />
           <time dateTime={new Date(item.createdAt).toISOString()}>{formatDate(item.createdAt)}</time>
@@ -81,7 +78,7 @@ function GalleryCard({ item, url, onReuse, onSendTo, onDelete }: { item: Gallery
           <button type="button" onClick={() => onSendTo(item, 'inpaint')} aria-label={`Send “${prompt}” to inpaint`}>
             Inpaint
           </button>
-          <button type="button" onClick={() => void download()} aria-label={`Download “${prompt}” as PNG`}>
+          <button type="button" onClick={download} aria-label={`Download “${prompt}” as PNG`}>
             Download
           </button>
           {confirming ? (

@@ -3,6 +3,8 @@ import { useRef, useState } from 'react';
 
 interface Props {
   label: string;
+  /** The gallery button that sends a picture here, named in the hint. */
+  galleryAction: string;
   hasImage: boolean;
   preview: string | null;
   caption: string | null;
@@ -11,7 +13,7 @@ interface Props {
   onClear: () => void;
 }
 
-export function ImagePicker({ label, hasImage, preview, caption, error, onFile, onClear }: Props) {
+export function ImagePicker({ label, galleryAction, hasImage, preview, caption, error, onFile, onClear }: Props) {
   const input = useRef<HTMLInputElement>(null);
   const [dragging, setDragging] = useState(false);
   const take = (files: FileList | null | undefined) => {
@@ -59,7 +61,7 @@ export function ImagePicker({ label, hasImage, preview, caption, error, onFile, 
             <button type="button" id="field-image" onClick={() => input.current?.click()}>
               Choose a file…
             </button>
-            <p className="hint">Or use “Image to image” on a gallery picture.</p>
+            <p className="hint">Or press “{galleryAction}” under a picture in the gallery below.</p>
           </div>
         )}
         <input

@@ -2,7 +2,8 @@
  * strength). Each control shows the worker's error for its field right under it. */
 import { useEffect, useId, useState, type ReactNode } from 'react';
 import type { WorkerInfo } from '@sd-worker/sdk';
-import { randomSeed, sizePresets, type FormParams } from '../lib/params';
+import { randomSeed, sizePresets, type FormParams, type StrengthField } from '../lib/params';
+import { samplerLabel } from '../lib/samplers';
 
 export interface FieldError {
   field: string;
@@ -13,13 +14,14 @@ interface Props {
   params: FormParams;
   onChange: (next: FormParams) => void;
   info: WorkerInfo | null;
-  showStrength: boolean;
+  /** The strength slider's field, or null where the mode has none (text to image). */
+  strengthField: StrengthField | null;
   fieldError: FieldError | null;
   /** Ctrl/Cmd+Enter in a prompt box. */
   onSubmitShortcut: () => void;
 }
 
-export function ParamsForm({ params, onChange, info, showStrength, fieldError, onSubmitShortcut }: Props) {
+export function ParamsForm({ params, onChange, info, strengthField, fieldError, onSubmitShortcut }: Props) {
   const set = <K extends keyof FormParams>(key: K, value: FormParams[K]) => onChange({ ...params, [key]: value });
   const presets = sizePresets(info);
   const presetValue = presets.findIndex((p) => String(p.width) === params.width && String(p.height) === params.height);
@@ -63,10 +65,10 @@ export function ParamsForm({ params, onChange, info, showStrength, fieldError, o
           />
         )}
       </Field>
-      {showStrength && (
-        <Field id="strength" label={`Strength: ${params.strength}`} error={errorFor('strength')} hint="0 keeps the picture, 1 replaces it">
+      {strengthField && (
+        <Field id="strength" label={`Strength: ${params[strengthField]}`} error={errorFor('strength')} hint="0 keeps the picture, 1 replaces it">
           {(props) => (
-            <input {...props} type="range" min={0} max={1} step={0.05} value={params.strength} onChange={(e) => set('strength', e.target.value)} />
+            <input {...props} type="range" min={0} max={1} step={0.05} value={params[strengthField]} onChange={(e) => set(strengthField, e.target.value)} />
           )}
         </Field>
       )}
@@ -78,7 +80,7 @@ export function ParamsForm({ params, onChange, info, showStrength, fieldError, o
               <select {...props} value={params.sampler} onChange={(e) => set('sampler', e.target.value)}>
                 {samplers.map((name) => (
                   <option key={name} value={name}>
-                    {name}
+                    {samplerLabel(name)}
                   </option>
                 ))}
               </select>

@@ -9,7 +9,7 @@ import { client } from '../lib/api';
 import { putGalleryItem, type GalleryItem } from '../lib/gallery-db';
 import type { PickedImage } from '../lib/images';
 import { readPendingJob, writePendingJob, type PendingJob } from '../lib/pending';
-import { formFieldOf, randomSeed, strengthOf, toGenerationParams, type FormParams } from '../lib/params';
+import { formFieldOf, randomSeed, strengthFieldOf, strengthOf, toGenerationParams, type FormParams } from '../lib/params';
 import type { Mode } from '../lib/route';
 import { ImagePicker } from './ImagePicker';
 import { JobPanel, type ShownResult } from './JobPanel';
@@ -128,7 +128,7 @@ export function Studio({ mode, info, params, onParamsChange, input, onPickFile, 
       onParamsChange(form);
     }
     const base = toGenerationParams(form);
-    const strength = strengthOf(form);
+    const strength = mode === 'txt2img' ? undefined : strengthOf(form, strengthFieldOf(mode));
     const request: Record<string, unknown> = { ...base };
     const forMode = mode;
     pendingRequest.current = { mode, request };
@@ -173,6 +173,7 @@ export function Studio({ mode, info, params, onParamsChange, input, onPickFile, 
         {mode !== 'txt2img' && (
           <ImagePicker
             label={mode === 'img2img' ? 'Starting picture' : 'Picture to repaint'}
+            galleryAction={mode === 'img2img' ? 'Img2img' : 'Inpaint'}
             hasImage={input !== null}
             preview={mode === 'img2img' ? input?.url ?? null : null}
             caption={input ? `${input.width}×${input.height}` : null}
@@ -188,7 +189,7 @@ export function Studio({ mode, info, params, onParamsChange, input, onPickFile, 
           params={params}
           onChange={onParamsChange}
           info={info}
-          showStrength={mode !== 'txt2img'}
+          strengthField={mode === 'txt2img' ? null : strengthFieldOf(mode)}
           fieldError={fieldError}
           onSubmitShortcut={() => void submit()}
         />

@@ -1,9 +1,9 @@
 // @vitest-environment node
 import { describe, expect, it } from 'vitest';
-import { decodePng, encodePng } from '../../../mock-server/png.mjs';
 import { formatEta } from './format';
-import { formFieldOf, initialParams, sizePresets, toGenerationParams } from './params';
-import { a1111Parameters, withPngText } from './png-text';
+import { modelDisplayName } from './model-name';
+import { formFieldOf, initialParams, sizePresets, strengthFieldOf, strengthOf, toGenerationParams } from './params';
+import { samplerLabel } from './samplers';
 import type { WorkerInfo } from '@sd-worker/sdk';
 
 const info = {
@@ -40,30 +40,36 @@ describe('params', () => {
   });
 });
 
-describe('withPngText', () => {
-  it('adds tEXt chunks a PNG reader finds, with valid CRCs, keeping the pixels', async () => {
-    const pixels = new Uint8Array(4 * 4 * 4).fill(200);
-    const png = new Blob([new Uint8Array(encodePng(4, 4, pixels))], { type: 'image/png' });
-    const params = { prompt: 'a cat', negative_prompt: 'dogs', steps: 20, sampler: 'euler', guidance_scale: 7.5, width: 4, height: 4 };
-    const tagged = await withPngText(png, { parameters: a1111Parameters(params, 42, 'tiny'), 'sd-worker': '{"seed":42}' });
-    const bytes = Buffer.from(await tagged.arrayBuffer());
-    const decoded = decodePng(bytes)!;
-    expect(decoded.text.parameters).toBe('a cat\nNegative prompt: dogs\nSteps: 20, Sampler: euler, CFG scale: 7.5, Seed: 42, Size: 4x4, Model: tiny');
-    expect(decoded.text['sd-worker']).toBe('{"seed":42}');
-    expect(decoded.rgba[0]).toBe(200);
-    // Every chunk's CRC must hold, or strict readers drop the file.
-    const { crc32 } = await import('node:zlib');
-    for (let offset = 8; offset < bytes.length; ) {
-      const length = bytes.readUInt32BE(offset);
-      const crc = bytes.readUInt32BE(offset + 8 + length);
-      expect(crc32(bytes.subarray(offset + 4, offset + 8 + length))).toBe(crc);
-      offset += 12 + length;
-    }
+describe('strength', () => {
+  it('defaults to 0.8 for image to image and 1.0 for inpainting, each mode keeping its own', () => {
+    const form = { ...initialParams(info), strength: '0.5' };
+    expect(strengthOf(initialParams(info), strengthFieldOf('img2img'))).toBe(0.8);
+    expect(strengthOf(initialParams(info), strengthFieldOf('inpaint'))).toBe(1);
+    expect(strengthOf(form, strengthFieldOf('inpaint'))).toBe(1);
+  });
+});
+
+describe('samplerLabel', () => {
+  it('shows the names people know, and unknown ids as they are', () => {
+    expect(samplerLabel('dpmpp_2m_karras')).toBe('DPM++ 2M Karras');
+    expect(samplerLabel('euler_a')).toBe('Euler a');
+    expect(samplerLabel('pndm')).toBe('PLMS');
+    expect(samplerLabel('something_new')).toBe('something_new');
+  });
+});
+
+describe('modelDisplayName', () => {
+  it('never shows a filesystem path', () => {
+    expect(modelDisplayName('/srv/models/dreamshaper_8.safetensors')).toBe('dreamshaper_8');
+    expect(modelDisplayName('/work/main/tests/fixtures/models/tiny-sd1/')).toBe('tiny-sd1');
+    expect(modelDisplayName('tests/fixtures/models/tiny-sd1')).toBe('tiny-sd1');
+    expect(modelDisplayName('./sdxl')).toBe('sdxl');
+    expect(modelDisplayName('C:\\models\\v1-5.ckpt')).toBe('v1-5');
   });
 
-  it('leaves anything that is not a PNG alone', async () => {
-    const notPng = new Blob(['hello']);
-    expect(await withPngText(notPng, { a: 'b' })).toBe(notPng);
+  it('keeps a hub id and a bare name as they are', () => {
+    expect(modelDisplayName('stabilityai/sd-turbo')).toBe('stabilityai/sd-turbo');
+    expect(modelDisplayName('tiny')).toBe('tiny');
   });
 });
 

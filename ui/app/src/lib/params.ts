@@ -14,10 +14,20 @@ export interface FormParams {
   width: string;
   height: string;
   batch: string;
+  /** Image to image: how much of the picture is replaced. */
   strength: string;
+  /** Inpainting keeps its own strength: 1.0 by default, as the API and the CLI default it. */
+  inpaint_strength: string;
 }
 
-export const FALLBACK_DEFAULTS = { steps: 20, guidance_scale: 7.5, width: 512, height: 512, sampler: 'euler', strength: 0.8 };
+/** The form field holding the strength of a mode. */
+export type StrengthField = 'strength' | 'inpaint_strength';
+
+export function strengthFieldOf(mode: 'img2img' | 'inpaint'): StrengthField {
+  return mode === 'inpaint' ? 'inpaint_strength' : 'strength';
+}
+
+export const FALLBACK_DEFAULTS = { steps: 20, guidance_scale: 7.5, width: 512, height: 512, sampler: 'euler', strength: 0.8, inpaint_strength: 1 };
 
 export function defaultsFrom(info: WorkerInfo | null) {
   return { ...FALLBACK_DEFAULTS, ...(info?.defaults ?? {}), sampler: info?.defaults?.sampler ?? info?.samplers[0] ?? FALLBACK_DEFAULTS.sampler };
@@ -37,6 +47,7 @@ export function initialParams(info: WorkerInfo | null): FormParams {
     height: String(d.height),
     batch: '1',
     strength: String(d.strength),
+    inpaint_strength: String(d.inpaint_strength),
   };
 }
 
@@ -63,8 +74,8 @@ export function toGenerationParams(form: FormParams): GenerationParams {
   return params;
 }
 
-export function strengthOf(form: FormParams): number | undefined {
-  return numberField(form.strength);
+export function strengthOf(form: FormParams, field: StrengthField): number | undefined {
+  return numberField(form[field]);
 }
 
 /** Size presets around the model's native size, each side a multiple of 8. */
