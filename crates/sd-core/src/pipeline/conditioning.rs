@@ -1,6 +1,7 @@
 //! Text conditioning: CLIP hidden states for SD 1.x/2.x, and for SDXL the two encoders' penultimate states
 //! concatenated, the pooled embedding of encoder 2 and the size/crop `add_time_ids`, exactly as diffusers'
-//! `encode_prompt` and `_get_add_time_ids` build them.
+//! `encode_prompt` and `_get_add_time_ids` build them; for guidance-distilled (LCM) UNets, the guidance-scale
+//! embedding diffusers' `get_guidance_scale_embedding` makes, in place of classifier-free guidance.
 
 use candle_core::Tensor;
 
@@ -14,6 +15,9 @@ pub(super) struct Conditioning {
     pub guided: bool,
     /// SDXL: pooled text embeddings `[B, pooled]` and `[B, 6]` time ids.
     pub sdxl: Option<(Tensor, Tensor)>,
+    /// UNets with `time_cond_proj_dim` (LCM-distilled): the guidance-scale embedding `[B, dim]` added to the
+    /// time embedding (diffusers' `timestep_cond`).
+    pub timestep_cond: Option<Tensor>,
 }
 
 impl Conditioning {
@@ -80,10 +84,23 @@ impl Pipeline {
         }
     }
 
+    /// The request's conditioning. A UNet with `time_cond_proj_dim` has guidance distilled into it: as in
+    /// diffusers (StableDiffusionPipeline and LatentConsistencyModelPipeline alike) it runs without
+    /// classifier-free guidance and gets the embedding of `guidance_scale - 1` instead.
     pub(super) fn conditioning(&self, req: &GenerateRequest) -> Result<Conditioning> {
+        let Some(dim) = self.unet.config().time_cond_proj_dim else {
+            return self.text_conditioning(req, req.guidance_scale > 1.0);
+        };
+        let mut cond = self.text_conditioning(req, false)?;
+        let embedding = guidance_scale_embedding(req.guidance_scale - 1.0, dim, &self.device)?;
+        let batch = req.seeds.len();
+        cond.timestep_cond = Some(Tensor::cat(&vec![&embedding; batch], 0)?.to_dtype(self.dtype)?);
+        Ok(cond)
+    }
+
+    fn text_conditioning(&self, req: &GenerateRequest, guided: bool) -> Result<Conditioning> {
         let batch = req.seeds.len();
         let repeat = |t: &Tensor| -> Result<Tensor> { Ok(Tensor::cat(&vec![t; batch], 0)?) };
-        let guided = req.guidance_scale > 1.0;
         let (positive, pooled) = self.encode_prompt_pooled(&req.prompt, req.clip_skip)?;
         let Some(pooled) = pooled else {
             let context = if guided {
@@ -96,6 +113,7 @@ impl Pipeline {
                 context,
                 guided,
                 sdxl: None,
+                timestep_cond: None,
             });
         };
         let sizes = &req.size_conditioning;
@@ -110,6 +128,7 @@ impl Pipeline {
                 context: repeat(&positive)?,
                 guided,
                 sdxl: Some((repeat(&pooled)?, repeat(&time_ids)?)),
+                timestep_cond: None,
             });
         }
         let (negative, negative_pooled) =
@@ -140,6 +159,7 @@ impl Pipeline {
                 Tensor::cat(&[repeat(&negative_pooled)?, repeat(&pooled)?], 0)?,
                 Tensor::cat(&[repeat(&negative_time_ids)?, repeat(&time_ids)?], 0)?,
             )),
+            timestep_cond: None,
         })
     }
 
@@ -153,4 +173,22 @@ impl Pipeline {
         let values = [original.0, original.1, crop.0, crop.1, target.0, target.1].map(|v| v as f32);
         Ok(Tensor::from_vec(values.to_vec(), (1, 6), &self.device)?.to_dtype(self.dtype)?)
     }
+}
+
+/// diffusers' `get_guidance_scale_embedding(w, embedding_dim)` for one `w`: `[1, dim]` f32, the sines then the
+/// cosines of `1000 w` at frequencies `10000^(-i / (dim/2 - 1))`, zero-padded to an odd `dim`.
+pub(crate) fn guidance_scale_embedding(
+    w: f64,
+    dim: usize,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let half = dim / 2;
+    // Computed in f32 as torch does, so the embedding matches to the last bit that matters.
+    let w = (w as f32) * 1000.0;
+    let step = 10000f32.ln() / (half as f32 - 1.0).max(1.0);
+    let angles: Vec<f32> = (0..half).map(|i| w * (i as f32 * -step).exp()).collect();
+    let mut values: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
+    values.extend(angles.iter().map(|a| a.cos()));
+    values.resize(dim, 0.0);
+    Ok(Tensor::from_vec(values, (1, dim), device)?)
 }

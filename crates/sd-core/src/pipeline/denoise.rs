@@ -68,8 +68,13 @@ impl Pipeline {
             let text = out.narrow(0, batch, batch)?;
             Ok((&uncond + ((text - &uncond)? * guidance)?)?)
         } else {
-            self.unet
-                .forward(&scaled, t, &cond.context, cond.added().as_ref(), None)
+            self.unet.forward(
+                &scaled,
+                t,
+                &cond.context,
+                cond.added().as_ref(),
+                cond.timestep_cond.as_ref(),
+            )
         }
     }
 
@@ -81,7 +86,7 @@ impl Pipeline {
         scheduler: &mut dyn Scheduler,
         mut latents: Tensor,
         cond: &Conditioning,
-        guidance: f64,
+        req: &GenerateRequest,
         rng: &mut BatchRng,
         extra_channels: Option<&Tensor>,
         after_step: &mut dyn FnMut(usize, Tensor) -> Result<Tensor>,
@@ -89,15 +94,22 @@ impl Pipeline {
     ) -> Result<Tensor> {
         let timesteps: Vec<f64> = scheduler.timesteps().to_vec();
         let begin = scheduler.begin_index();
-        let total = timesteps.len().saturating_sub(begin);
+        let calls = timesteps.len().saturating_sub(begin);
+        let counter = StepCounter::new(req.steps, timesteps.len(), calls);
         for (i, &t) in timesteps.iter().enumerate().skip(begin) {
-            let noise_pred =
-                self.predict_noise(scheduler, &latents, t, cond, guidance, extra_channels)?;
+            let noise_pred = self.predict_noise(
+                scheduler,
+                &latents,
+                t,
+                cond,
+                req.guidance_scale,
+                extra_channels,
+            )?;
             latents = scheduler.step(&noise_pred, &latents, rng)?;
             latents = after_step(i, latents)?;
             let event = StepEvent {
-                step: i - begin + 1,
-                total,
+                step: counter.step_after(i - begin + 1),
+                total: counter.total,
                 latents: &latents,
                 latent_to_rgb: &self.previewer,
             };
@@ -110,35 +122,41 @@ impl Pipeline {
 
     /// Latents (scaled, as the UNet sees them) -> 8-bit RGB images.
     pub fn decode_latents(&self, latents: &Tensor) -> Result<Vec<RgbImage>> {
-        let pixels = self.decode_to_pixels(latents)?;
-        to_rgb_images(&pixels)
+        Ok(self.decode_latents_reporting(latents)?.0)
+    }
+
+    /// [`Self::decode_latents`], and whether the decode was tiled.
+    pub(super) fn decode_latents_reporting(
+        &self,
+        latents: &Tensor,
+    ) -> Result<(Vec<RgbImage>, bool)> {
+        let (pixels, tiled) = self.decode_to_pixels_reporting(latents)?;
+        Ok((to_rgb_images(&pixels)?, tiled))
     }
 
     /// Latents -> pixels in [0, 1], `[batch, 3, H, W]` f32, as diffusers' `output_type="np"` before rounding.
     pub fn decode_to_pixels(&self, latents: &Tensor) -> Result<Tensor> {
+        Ok(self.decode_to_pixels_reporting(latents)?.0)
+    }
+
+    fn decode_to_pixels_reporting(&self, latents: &Tensor) -> Result<(Tensor, bool)> {
         // The UNet's cached activations and the VAE's (several times larger at full resolution) would otherwise
         // both stay reserved: peak memory is then the larger of the two phases, not their union.
         crate::fused::release_cached_memory(&self.device)?;
-        let pixels = self.decode_to_pixels_cached(latents)?;
+        let out = self.decode_to_pixels_cached(latents)?;
         crate::fused::release_cached_memory(&self.device)?;
-        Ok(pixels)
+        Ok(out)
     }
 
-    fn decode_to_pixels_cached(&self, latents: &Tensor) -> Result<Tensor> {
+    fn decode_to_pixels_cached(&self, latents: &Tensor) -> Result<(Tensor, bool)> {
         let cfg = self.vae.config();
         let mut z = (latents.to_dtype(self.vae_dtype)? / cfg.scaling_factor)?;
         if let Some(shift) = cfg.shift_factor {
             z = (z + shift)?;
         }
-        let (_, _, h, w) = z.dims4()?;
-        let tile = cfg.tile_geometry().latent;
-        let image = if self.vae_tiling.applies(h, w, tile) {
-            self.vae.decode_tiled(&z)?
-        } else {
-            self.vae.decode(&z)?
-        };
+        let (image, tiled) = self.decode_planned(&z)?;
         let image = image.to_dtype(DType::F32)?;
-        Ok(((image / 2.0)? + 0.5)?.clamp(0f32, 1f32)?)
+        Ok((((image / 2.0)? + 0.5)?.clamp(0f32, 1f32)?, tiled))
     }
 
     /// Text-to-image (and, with `init`, image-to-image or inpainting).
@@ -165,19 +183,50 @@ impl Pipeline {
             scheduler.as_mut(),
             latents,
             &cond,
-            req.guidance_scale,
+            req,
             &mut rng,
             None,
             &mut |_, l| Ok(l),
             on_step,
         )?;
         let denoised = Instant::now();
-        let images = self.decode_latents(&latents)?;
+        let (images, vae_tiled) = self.decode_latents_reporting(&latents)?;
         Ok(GenerateOutput {
             images,
             seeds: req.seeds.clone(),
             timings: timings(started, text_done, denoised),
+            vae_tiled,
         })
+    }
+}
+
+/// Counts progress in the steps the user asked for, not in UNet calls: PNDM runs `steps + 1` calls and Heun
+/// `2 * steps - 1`, yet `--steps 30` shows 30. Runs that start part-way (img2img) count the same share of the
+/// asked steps as of the calls.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct StepCounter {
+    pub total: usize,
+    calls: usize,
+}
+
+impl StepCounter {
+    /// `requested` steps, a schedule of `schedule_len` calls of which this run makes `calls`.
+    pub fn new(requested: usize, schedule_len: usize, calls: usize) -> Self {
+        let total = if schedule_len == 0 {
+            calls
+        } else {
+            (calls * requested)
+                .div_ceil(schedule_len)
+                .clamp(1, calls.max(1))
+        };
+        Self { total, calls }
+    }
+
+    /// The step shown after `done` of the run's calls.
+    pub fn step_after(&self, done: usize) -> usize {
+        (done * self.total)
+            .div_ceil(self.calls.max(1))
+            .min(self.total)
     }
 }
 
@@ -213,4 +262,26 @@ pub fn to_rgb_images(pixels: &Tensor) -> Result<Vec<RgbImage>> {
                 })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StepCounter;
+
+    #[test]
+    fn progress_counts_the_steps_asked_for() {
+        // PNDM: 30 steps, 31 calls.
+        let pndm = StepCounter::new(30, 31, 31);
+        assert_eq!(pndm.total, 30);
+        assert_eq!(pndm.step_after(1), 1);
+        assert_eq!(pndm.step_after(31), 30);
+        // Heun: 10 steps, 19 calls; img2img at half strength makes 9 of them.
+        let heun = StepCounter::new(10, 19, 19);
+        assert_eq!((heun.total, heun.step_after(19)), (10, 10));
+        let part = StepCounter::new(10, 19, 9);
+        assert_eq!((part.total, part.step_after(9)), (5, 5));
+        // One call per step: unchanged.
+        let euler = StepCounter::new(20, 20, 12);
+        assert_eq!((euler.total, euler.step_after(3)), (12, 3));
+    }
 }

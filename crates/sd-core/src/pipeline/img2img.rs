@@ -84,13 +84,14 @@ impl Pipeline {
         first_only: bool,
     ) -> Result<Tensor> {
         let pixels = pixels.to_dtype(self.vae_dtype)?;
-        let (_, _, h, w) = pixels.dims4()?;
+        let (batch, _, h, w) = pixels.dims4()?;
         let tile = self.vae.config().tile_geometry().sample;
-        let dist = if self.vae_tiling.applies(h, w, tile) {
-            self.vae.encode_tiled(&pixels)?
-        } else {
-            self.vae.encode(&pixels)?
-        };
+        let plan = self.vae_plan(h > tile || w > tile, batch, h, w);
+        let (dist, _) = self.run_planned(
+            plan,
+            || self.vae.encode(&pixels),
+            || self.vae.encode_tiled(&pixels),
+        )?;
         let noise = if first_only {
             rng.randn_first(dist.mean.dims(), &self.device, dist.mean.dtype())?
         } else {
@@ -122,7 +123,7 @@ impl Pipeline {
             Some(mask) => self.inpaint(req, init, mask, &cond, on_step)?,
         };
         let denoised = Instant::now();
-        let mut images = self.decode_latents(&latents)?;
+        let (mut images, vae_tiled) = self.decode_latents_reporting(&latents)?;
         if let (Some(mask), true) = (&init.mask, init.preserve_unmasked) {
             let original = image::imageops::resize(
                 &init.image,
@@ -144,6 +145,7 @@ impl Pipeline {
             images,
             seeds: req.seeds.clone(),
             timings: timings(started, text_done, denoised),
+            vae_tiled,
         })
     }
 
@@ -173,7 +175,7 @@ impl Pipeline {
             scheduler.as_mut(),
             latents,
             cond,
-            req.guidance_scale,
+            req,
             &mut rng,
             None,
             &mut |_, l| Ok(l),
@@ -241,7 +243,7 @@ impl Pipeline {
                 scheduler.as_mut(),
                 latents,
                 cond,
-                req.guidance_scale,
+                req,
                 &mut rng,
                 Some(&extra),
                 &mut |_, l| Ok(l),
@@ -273,7 +275,7 @@ impl Pipeline {
             scheduler.as_mut(),
             latents,
             cond,
-            req.guidance_scale,
+            req,
             &mut rng,
             None,
             &mut blend,

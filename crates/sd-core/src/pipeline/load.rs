@@ -38,6 +38,7 @@ pub struct Pipeline {
     pub(super) default_sampler: SamplerKind,
     pub(super) previewer: LatentPreviewer,
     pub(super) vae_tiling: super::VaeTiling,
+    pub(super) vae_memory_budget: Option<u64>,
     pub(super) info: ModelInfo,
     /// Weight files per component, kept to report unused tensors.
     weights: Vec<(String, Arc<WeightFiles>)>,
@@ -167,6 +168,7 @@ impl Pipeline {
             dtype,
             vae_dtype,
             vae_tiling: options.vae_tiling,
+            vae_memory_budget: options.vae_memory_budget,
             tokenizer,
             text_encoder: text_encoder.model,
             unet: unet.model,

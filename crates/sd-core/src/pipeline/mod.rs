@@ -7,6 +7,7 @@ mod denoise;
 pub mod img2img;
 mod load;
 pub mod preview;
+pub mod vae_memory;
 
 use candle_core::Tensor;
 use image::{GrayImage, RgbImage};
@@ -44,6 +45,9 @@ pub struct LoadOptions {
     pub vae: Option<std::path::PathBuf>,
     /// When to run the VAE tile by tile.
     pub vae_tiling: VaeTiling,
+    /// With [`VaeTiling::Auto`] on the CPU and Metal: the most bytes a whole VAE pass may need before it is
+    /// tiled instead (`None`: no limit). CUDA ignores it: it tries whole and tiles after out-of-memory.
+    pub vae_memory_budget: Option<u64>,
     /// Use the fused flash-attention kernel where it applies (CUDA, half precision); process-wide.
     pub flash_attention: bool,
     /// The most scratch memory (MiB) one cuDNN convolution may use; process-wide. `None`: cuDNN's choice.
@@ -54,9 +58,9 @@ pub struct LoadOptions {
 /// cost of faint seams where tiles are blended.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum VaeTiling {
-    /// Tile only images of more than four times the VAE's training area (`sample_size`², e.g. above 1024² for
-    /// SD 1.5, above 2048² for SDXL), where a whole decode needs gigabytes; smaller ones decode whole, exactly as
-    /// diffusers does by default.
+    /// Decode whole, exactly as diffusers does by default, unless memory requires tiles: on CUDA after the
+    /// whole pass runs out of memory, elsewhere when its estimated peak exceeds the memory budget
+    /// (see [`vae_memory`]).
     #[default]
     Auto,
     /// Tile whenever the image is larger than one tile, as diffusers after `enable_vae_tiling()`.
@@ -66,16 +70,6 @@ pub enum VaeTiling {
 }
 
 impl VaeTiling {
-    /// Whether latents of `height` x `width` are decoded in tiles of `tile` latents.
-    pub fn applies(self, height: usize, width: usize, tile: usize) -> bool {
-        let larger_than_tile = height > tile || width > tile;
-        match self {
-            Self::Off => false,
-            Self::On => larger_than_tile,
-            Self::Auto => larger_than_tile && height * width > 4 * tile * tile,
-        }
-    }
-
     pub fn parse(text: &str) -> Result<Self> {
         match text.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(Self::Auto),
@@ -97,6 +91,7 @@ impl Default for LoadOptions {
             hub: Default::default(),
             vae: None,
             vae_tiling: VaeTiling::Auto,
+            vae_memory_budget: None,
             flash_attention: true,
             conv_workspace_limit_mib: None,
         }
@@ -187,6 +182,8 @@ pub struct GenerateOutput {
     pub images: Vec<RgbImage>,
     pub seeds: Vec<u64>,
     pub timings: Timings,
+    /// Whether the VAE decoded these images in tiles (blended seams; not what diffusers' default gives).
+    pub vae_tiled: bool,
 }
 
 impl DeviceSpec {
@@ -298,14 +295,6 @@ mod tests {
         assert_eq!(VaeTiling::parse("ON").unwrap(), VaeTiling::On);
         assert_eq!(VaeTiling::parse("auto").unwrap(), VaeTiling::Auto);
         assert!(VaeTiling::parse("sometimes").is_err());
-        // SD 1.5: 64-latent tiles. 512² never tiles; 768² tiles only when asked; 2048² tiles in auto.
-        assert!(!VaeTiling::On.applies(64, 64, 64));
-        assert!(VaeTiling::On.applies(96, 96, 64));
-        assert!(!VaeTiling::Auto.applies(96, 96, 64));
-        assert!(!VaeTiling::Auto.applies(128, 128, 64));
-        assert!(VaeTiling::Auto.applies(256, 256, 64));
-        assert!(VaeTiling::Auto.applies(64, 320, 64));
-        assert!(!VaeTiling::Off.applies(256, 256, 64));
     }
 
     #[test]
