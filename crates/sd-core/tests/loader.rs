@@ -173,6 +173,7 @@ fn a_hub_id_offline_and_not_cached_says_so() {
     let hub = HubOptions {
         cache_dir: Some(tmp.path().to_path_buf()),
         offline: true,
+        ..HubOptions::default()
     };
     let msg = error_text(ModelFolder::resolve("nobody/not-a-model", None, &hub));
     assert!(msg.contains("nobody/not-a-model"), "{msg}");
@@ -191,6 +192,7 @@ fn a_hub_id_in_the_cache_loads_offline() {
     let hub = HubOptions {
         cache_dir: Some(tmp.path().to_path_buf()),
         offline: true,
+        ..HubOptions::default()
     };
     if cfg!(feature = "hub") {
         let options = LoadOptions {
