@@ -48,3 +48,36 @@ fn lcm_with_a_guidance_embedding_matches_diffusers() {
     }
     assert!(failures.is_empty(), "differ from diffusers: {failures:?}");
 }
+
+/// Progress counts the steps asked for: PNDM's extra UNet call and Heun's second-order calls are not steps.
+#[test]
+fn progress_shows_the_steps_asked_for() {
+    let pipeline = load("tiny-sd1");
+    for sampler in [SamplerKind::Pndm, SamplerKind::Heun, SamplerKind::Euler] {
+        let request = GenerateRequest {
+            prompt: "a cube".into(),
+            negative_prompt: String::new(),
+            steps: 5,
+            guidance_scale: 7.5,
+            width: 64,
+            height: 64,
+            sampler: Some(sampler),
+            seeds: vec![1],
+            clip_skip: 1,
+            init: None,
+            size_conditioning: Default::default(),
+        };
+        let mut seen = Vec::new();
+        pipeline
+            .generate(&request, &mut |ev| {
+                seen.push((ev.step, ev.total));
+                StepControl::Continue
+            })
+            .unwrap();
+        assert_eq!(seen.last(), Some(&(5, 5)), "{sampler:?}: {seen:?}");
+        assert!(
+            seen.iter().all(|&(_, total)| total == 5),
+            "{sampler:?}: {seen:?}"
+        );
+    }
+}

@@ -118,6 +118,8 @@ pub(crate) struct Shared {
     pub readiness: watch::Sender<Readiness>,
     /// Set once, by the model thread, just before it reports ready.
     pub model_hash: OnceLock<Option<ModelHash>>,
+    /// What loading is doing now (e.g. "downloading model, 40%"), shown by `/ready` while loading.
+    pub loading_detail: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -181,6 +183,7 @@ impl Engine {
             metrics: Metrics::new(),
             readiness,
             model_hash: OnceLock::new(),
+            loading_detail: Mutex::new(None),
         });
         crate::worker::spawn(Arc::clone(&shared), loader)?;
         Ok(Self { shared })
@@ -188,6 +191,24 @@ impl Engine {
 
     pub fn readiness(&self) -> Readiness {
         self.shared.readiness.borrow().clone()
+    }
+
+    /// Says what loading is doing now (e.g. a download's progress), for `/ready` while the model loads.
+    pub fn set_loading_detail(&self, detail: impl Into<String>) {
+        *self
+            .shared
+            .loading_detail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(detail.into());
+    }
+
+    /// The latest [`Self::set_loading_detail`], if any.
+    pub fn loading_detail(&self) -> Option<String> {
+        self.shared
+            .loading_detail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The loaded model's description, once loaded.

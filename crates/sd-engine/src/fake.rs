@@ -108,6 +108,7 @@ impl Backend for FakeBackend {
                 total_ms,
                 ..Timings::default()
             },
+            vae_tiled: false,
         })
     }
 }

@@ -105,6 +105,8 @@ pub struct Progress {
 pub struct JobOutput {
     pub images: Vec<Bytes>,
     pub seeds: Vec<u64>,
+    /// The VAE decoded the images in tiles (memory required it, or tiling was forced on).
+    pub vae_tiled: bool,
 }
 
 /// A consistent copy of one job's state.
@@ -124,6 +126,8 @@ pub struct JobSnapshot {
     pub started_at: Option<SystemTime>,
     pub finished_at: Option<SystemTime>,
     pub image_count: usize,
+    /// Whether the VAE decoded the images in tiles; `None` until the job succeeds.
+    pub vae_tiled: Option<bool>,
     pub error: Option<JobError>,
     pub timings: Option<JobTimings>,
 }
@@ -204,6 +208,7 @@ impl JobRecord {
             started_at: self.started_at,
             finished_at: self.finished_at,
             image_count: self.output.as_ref().map_or(0, |output| output.images.len()),
+            vae_tiled: self.output.as_ref().map(|output| output.vae_tiled),
             error: self.error.clone(),
             timings: self.timings.clone(),
         }

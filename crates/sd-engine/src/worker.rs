@@ -50,7 +50,8 @@ fn run(shared: &Shared, loader: Loader) {
 }
 
 fn fail_load(shared: &Shared, reason: String) {
-    tracing::error!(%reason, "model failed to load");
+    // Not logged as an error here: `/ready` reports it and `serve` exits with it, once.
+    tracing::debug!(%reason, "model failed to load");
     shared.readiness.send_replace(Readiness::Failed(reason));
 }
 
@@ -259,6 +260,9 @@ fn encode_output(
             if let Some(&seed) = generated.seeds.get(index) {
                 params.seed = seed;
             }
+            if generated.vae_tiled {
+                params.extra.push(metadata::vae_tiled_param());
+            }
             let infotext = params.to_infotext().to_text();
             metadata::encode_png(image, Some(&infotext))
                 .map(Bytes::from)
@@ -277,6 +281,7 @@ fn encode_output(
         JobOutput {
             images,
             seeds: generated.seeds,
+            vae_tiled: generated.vae_tiled,
         },
         timings,
         base64,

@@ -72,6 +72,7 @@ async fn submit_then_stream_to_done() {
             format!("/v1/jobs/{id}/images/1")
         ])
     );
+    assert_eq!(job["result"]["vae_tiled"], false);
     assert!(job["timings"]["generate_ms"].as_f64().unwrap() > 0.0);
     let png = app.get(&format!("/v1/jobs/{id}/images/0")).await;
     assert_eq!(png.status, StatusCode::OK);

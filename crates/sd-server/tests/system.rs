@@ -36,6 +36,10 @@ async fn health_at_once_ready_only_after_the_model_loads() {
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json()["ready"], false);
     assert_eq!(ready.json()["reason"], "loading model");
+    // A download in progress says how far it is.
+    app.engine.set_loading_detail("downloading model, 40%");
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.json()["reason"], "downloading model, 40%");
     let info = app.get("/v1/info").await;
     assert_eq!(
         (info.status, info.code().as_str()),

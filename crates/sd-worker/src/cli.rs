@@ -1,8 +1,10 @@
 //! The one clap configuration of the binary: every flag is `--long` and has an env var, shown in `--help`.
+//! Boolean env vars accept 1/0, true/false, yes/no, on/off (`HF_HUB_OFFLINE=1`, as containers set it).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -86,12 +88,19 @@ pub struct ModelArgs {
     /// A VAE folder (config.json + safetensors) to use instead of the model's, e.g. an fp16-fixed SDXL VAE.
     #[arg(long, env = "SD_VAE")]
     pub vae: Option<PathBuf>,
-    /// Tiled VAE decoding and encoding: `auto` (only images over 4x the model's training area), `on` (any
-    /// image larger than one tile, as diffusers' enable_vae_tiling) or `off` (never; diffusers' default).
+    /// Tiled VAE decoding and encoding: `auto` (whole, as diffusers, unless memory requires tiles: on CUDA
+    /// after a whole decode runs out of memory, on the CPU/Metal when its estimate exceeds
+    /// --vae-memory-budget), `on` (any image larger than one tile, as diffusers' enable_vae_tiling) or `off`
+    /// (never). Results and PNG metadata say when a decode was tiled.
     #[arg(long, env = "SD_VAE_TILING", default_value = "auto")]
     pub vae_tiling: String,
+    /// With `--vae-tiling auto` on the CPU or Metal: the most memory a whole VAE decode may need before it is
+    /// tiled instead, e.g. `8GiB`, `512MiB` (a bare number is MiB). Default: half the memory available at start.
+    #[arg(long, env = "SD_VAE_MEMORY_BUDGET", value_parser = parse_bytes)]
+    pub vae_memory_budget: Option<u64>,
     /// Fused flash attention on CUDA in f16/bf16 (`false`: matmul + softmax, as candle does).
-    #[arg(long, env = "SD_FLASH_ATTENTION", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "SD_FLASH_ATTENTION", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = BoolishValueParser::new())]
     pub flash_attention: bool,
     /// Most scratch memory (MiB) one cuDNN convolution may use (`cudnn` builds). Larger requests fall back
     /// to a slower implicit-GEMM algorithm; unset: cuDNN's fastest choice whatever it needs.
@@ -101,8 +110,14 @@ pub struct ModelArgs {
     #[arg(long, env = "HF_HUB_CACHE")]
     pub hf_cache: Option<PathBuf>,
     /// Resolve hub ids from the cache only; never download.
-    #[arg(long, env = "HF_HUB_OFFLINE")]
+    #[arg(long, env = "HF_HUB_OFFLINE", value_parser = BoolishValueParser::new())]
     pub offline: bool,
+    /// Hugging Face access token for gated or private repos (default: the token file in the HF home).
+    #[arg(long, env = "HF_TOKEN", hide_env_values = true)]
+    pub hf_token: Option<String>,
+    /// Hugging Face hub endpoint, e.g. a mirror (default: https://huggingface.co).
+    #[arg(long, env = "HF_ENDPOINT")]
+    pub hf_endpoint: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -148,7 +163,7 @@ pub struct GenerateArgs {
     #[arg(long, env = "SD_MASK_BLUR", default_value_t = 0.0)]
     pub mask_blur: f32,
     /// Keep unmasked pixels exactly as in the init image.
-    #[arg(long, env = "SD_PRESERVE_UNMASKED")]
+    #[arg(long, env = "SD_PRESERVE_UNMASKED", value_parser = BoolishValueParser::new())]
     pub preserve_unmasked: bool,
     /// SDXL size conditioning: the `original_size` the model is told, as WxH (default: the output size).
     #[arg(long, env = "SD_ORIGINAL_SIZE", value_parser = parse_size)]
@@ -165,9 +180,13 @@ pub struct GenerateArgs {
     /// SDXL: `negative_target_size`, WxH (default: the target size).
     #[arg(long, env = "SD_NEGATIVE_TARGET_SIZE", value_parser = parse_size)]
     pub negative_target_size: Option<(usize, usize)>,
-    /// Output PNG; with a batch, image i > 0 is written as NAME-i.png.
+    /// Output file: `.png`, `.jpg`/`.jpeg` or `.webp` (lossless), each with the A1111 parameters (PNG text
+    /// chunk, EXIF UserComment otherwise); with a batch, image i > 0 is written as NAME-i.EXT.
     #[arg(long, env = "SD_OUT", default_value = "out.png")]
     pub out: PathBuf,
+    /// JPEG quality, 1..=100 (for a `.jpg` --out).
+    #[arg(long, env = "SD_JPEG_QUALITY", default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub jpeg_quality: u8,
 }
 
 #[derive(Debug, Args)]
@@ -193,7 +212,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SD_API_KEY_FILE")]
     pub api_key_file: Option<PathBuf>,
     /// Allow listening on a non-loopback address without an API key.
-    #[arg(long, env = "SD_INSECURE_NO_AUTH")]
+    #[arg(long, env = "SD_INSECURE_NO_AUTH", value_parser = BoolishValueParser::new())]
     pub insecure_no_auth: bool,
     /// Jobs that may wait in the queue (the running one not counted); more are refused with 429.
     #[arg(long, env = "SD_MAX_QUEUE", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
@@ -240,6 +259,29 @@ fn parse_size(text: &str) -> Result<(usize, usize), String> {
     Ok((number(w)?, number(h)?))
 }
 
+/// `8GiB`, `512M`, `1.5g`, `4096` (MiB) -> bytes.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}`: expected a size such as 8GiB or 512MiB"))?;
+    let scale: f64 = match unit.trim().trim_end_matches("ib").trim_end_matches('b') {
+        "" | "m" => (1u64 << 20) as f64,
+        "k" => 1024.0,
+        "g" => (1u64 << 30) as f64,
+        "t" => (1u64 << 40) as f64,
+        _ => return Err(format!("`{text}`: unit must be KiB, MiB, GiB or TiB")),
+    };
+    if !value.is_finite() || value <= 0.0 {
+        return Err(format!("`{text}`: must be more than 0"));
+    }
+    Ok((value * scale) as u64)
+}
+
 /// `X,Y` -> (x, y).
 fn parse_point(text: &str) -> Result<(usize, usize), String> {
     let (x, y) = text
@@ -264,5 +306,44 @@ mod tests {
         assert!(parse_size("ax2").is_err());
         assert_eq!(parse_point("16,8"), Ok((16, 8)));
         assert!(parse_point("16").is_err());
+    }
+
+    #[test]
+    fn byte_sizes_parse() {
+        assert_eq!(parse_bytes("8GiB"), Ok(8 << 30));
+        assert_eq!(parse_bytes("512M"), Ok(512 << 20));
+        assert_eq!(parse_bytes("4096"), Ok(4096 << 20));
+        assert_eq!(parse_bytes("1.5g"), Ok(3 << 29));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn boolean_flags_take_the_usual_spellings() {
+        for (text, value) in [
+            ("1", true),
+            ("0", false),
+            ("yes", true),
+            ("no", false),
+            ("true", true),
+            ("False", false),
+        ] {
+            let cli = Cli::try_parse_from([
+                "sd-worker",
+                "generate",
+                "--model",
+                "m",
+                "--prompt",
+                "p",
+                "--flash-attention",
+                text,
+            ])
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+            let Command::Generate(args) = cli.command else {
+                panic!("not generate")
+            };
+            assert_eq!(args.model.flash_attention, value, "{text}");
+        }
     }
 }

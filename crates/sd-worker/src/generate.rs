@@ -1,4 +1,5 @@
-//! `sd-worker generate`: one request from the command line, with a progress bar, written to PNG files.
+//! `sd-worker generate`: one request from the command line, with a progress bar, written to PNG, JPEG or
+//! WebP files carrying the A1111 parameters. Options are checked before the model loads.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,7 @@ use sd_core::pipeline::{
 };
 use sd_core::schedulers::SamplerKind;
 use sd_engine::metadata::infotext::GenerationParams;
-use sd_engine::metadata::{encode_png, hash_model, model_name};
+use sd_engine::metadata::{encode_image, hash_model, model_name, ImageFormat};
 
 use crate::cli::{GenerateArgs, ModelArgs};
 
@@ -28,12 +29,95 @@ pub fn load_options(model: &ModelArgs) -> anyhow::Result<LoadOptions> {
         hub: HubOptions {
             cache_dir: model.hf_cache.clone(),
             offline: model.offline,
+            token: model.hf_token.clone(),
+            endpoint: model.hf_endpoint.clone(),
+            progress: None,
         },
         vae: model.vae.clone(),
         vae_tiling: VaeTiling::parse(&model.vae_tiling)?,
+        vae_memory_budget: model.vae_memory_budget.or_else(half_available_memory),
         flash_attention: model.flash_attention,
         conv_workspace_limit_mib: model.conv_workspace_limit_mib,
     })
+}
+
+/// Half of `MemAvailable` from /proc/meminfo (Linux): the default VAE memory budget. `None` elsewhere.
+fn half_available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024 / 2)
+}
+
+/// The format `--out`'s extension names (PNG without one).
+pub fn output_format(out: &Path, jpeg_quality: u8) -> anyhow::Result<ImageFormat> {
+    let ext = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    Ok(match ext.as_deref() {
+        None | Some("png") => ImageFormat::Png,
+        Some("jpg" | "jpeg") => ImageFormat::Jpeg(jpeg_quality),
+        Some("webp") => ImageFormat::Webp,
+        Some(other) => bail!("--out {}: `.{other}` is not an image format this writes (use .png, .jpg, .jpeg or .webp)", out.display()),
+    })
+}
+
+/// The checks that need no model, so a bad option fails at once rather than after loading.
+fn check_options(args: &GenerateArgs) -> anyhow::Result<()> {
+    // Every Stable Diffusion VAE downscales by 8; the loaded model checks its own factor again.
+    for (name, value) in [("--width", args.width), ("--height", args.height)] {
+        if let Some(v) = value {
+            if v == 0 || v % 8 != 0 {
+                bail!("{name} {v}: width and height must be positive multiples of 8");
+            }
+        }
+    }
+    if args.steps == Some(0) {
+        bail!("--steps must be at least 1");
+    }
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    if args.clip_skip == 0 {
+        bail!("--clip-skip must be at least 1");
+    }
+    if let Some(g) = args.guidance {
+        if !g.is_finite() || g < 0.0 {
+            bail!("--guidance must be a finite number >= 0");
+        }
+    }
+    if let Some(s) = args.strength {
+        if !(0.0..=1.0).contains(&s) {
+            bail!("--strength must be within 0..=1 (got {s})");
+        }
+    }
+    if !args.mask_blur.is_finite() || args.mask_blur < 0.0 {
+        bail!("--mask-blur must be a number >= 0");
+    }
+    output_format(&args.out, args.jpeg_quality)?;
+    Ok(())
+}
+
+/// A progress bar for hub downloads, one file at a time.
+fn download_bar() -> (ProgressBar, sd_core::loader::hub::DownloadObserver) {
+    let bar = ProgressBar::hidden();
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let shown = bar.clone();
+    let observer = sd_core::loader::hub::DownloadObserver(std::sync::Arc::new(
+        move |p: &sd_core::loader::hub::DownloadProgress| {
+            if shown.is_hidden() {
+                shown.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
+            shown.set_message(format!("downloading {}", p.file));
+            shown.set_length(p.total);
+            shown.set_position(p.done);
+        },
+    ));
+    (bar, observer)
 }
 
 /// Output path of image `index`: the given name for the first, `NAME-i.EXT` for the others.
@@ -77,7 +161,11 @@ fn load_init(args: &GenerateArgs) -> anyhow::Result<Option<InitImage>> {
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let options = load_options(&args.model)?;
+    check_options(&args)?;
+    let format = output_format(&args.out, args.jpeg_quality)?;
+    let mut options = load_options(&args.model)?;
+    let (download, observer) = download_bar();
+    options.hub.progress = Some(observer);
     let sampler = args
         .sampler
         .as_deref()
@@ -86,8 +174,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let init = load_init(&args)?;
     let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", args.model.model));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-    let pipeline = Pipeline::load(&args.model.model, &options)?;
+    let pipeline = Pipeline::load(&args.model.model, &options);
+    download.finish_and_clear();
     spinner.finish_and_clear();
+    let pipeline = pipeline?;
     let info = pipeline.info().clone();
     let (mut width, mut height) = (
         args.width.unwrap_or(info.default_width),
@@ -100,9 +190,6 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         height = (init.image.height() as usize / m).max(1) * m;
     }
     let seed = args.seed.unwrap_or_else(rand_seed);
-    if args.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
     let request = GenerateRequest {
         prompt: args.prompt.clone(),
         negative_prompt: args.negative_prompt.clone(),
@@ -162,12 +249,16 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             model_name: Some(model_name(&args.model.model)),
             denoising_strength: request.init.as_ref().map(|init| init.strength),
             clip_skip: request.clip_skip,
-            extra: Vec::new(),
+            extra: if output.vae_tiled {
+                vec![sd_engine::metadata::vae_tiled_param()]
+            } else {
+                Vec::new()
+            },
             version: Some(format!("sd-worker {}", env!("CARGO_PKG_VERSION"))),
         };
-        let png = encode_png(image, Some(&params.to_infotext().to_text()))?;
+        let bytes = encode_image(image, format, Some(&params.to_infotext().to_text()))?;
         let path = output_path(&args.out, i);
-        std::fs::write(&path, png).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
         tracing::info!(path = %path.display(), seed = output.seeds[i], "wrote image");
     }
     tracing::info!(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use sd_core::loader::hub::{DownloadObserver, DownloadProgress};
 use sd_engine::{Engine, EngineConfig, Loader};
 use sd_server::heartbeat::{HeartbeatClient, HeartbeatConfig};
 use sd_server::validate::Limits;
@@ -26,8 +27,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let api_key = api_key(&args)?;
     check_bind_policy(&args.host, api_key.is_some(), args.insecure_no_auth)?;
+    // Download progress goes to the log and to `/ready`; the engine exists once `start` returns.
+    let started: Arc<std::sync::OnceLock<Engine>> = Arc::default();
     let engine = Engine::start(
-        loader(&args.model)?,
+        loader(&args.model, download_reporter(Arc::clone(&started)))?,
         EngineConfig {
             max_queue: usize::try_from(args.max_queue).unwrap_or(usize::MAX),
             result_ttl: args.result_ttl,
@@ -36,6 +39,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )
     .context("cannot start the model thread")?;
+    let _ = started.set(engine.clone());
 
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
@@ -95,7 +99,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     tokio::select! {
-        reason = load_failure => bail!("cannot load model {}: {reason}", args.model.model),
+        // The reason already names the model ("cannot load model M: ..."); said once, by main.
+        reason = load_failure => bail!("{reason}"),
         served = &mut server => bail!("the HTTP server stopped: {}", match served {
             Ok(Ok(())) => "no error".to_owned(),
             Ok(Err(error)) => error.to_string(),
@@ -176,7 +181,29 @@ fn check_bind_policy(host: &str, has_key: bool, insecure_no_auth: bool) -> anyho
     )
 }
 
-fn loader(model: &ModelArgs) -> anyhow::Result<Loader> {
+/// Logs each download's progress every 10% and shows it in `/ready` as "downloading model, N% (FILE)".
+fn download_reporter(engine: Arc<std::sync::OnceLock<Engine>>) -> DownloadObserver {
+    let last = std::sync::Mutex::new((String::new(), u64::MAX));
+    DownloadObserver(Arc::new(move |p: &DownloadProgress| {
+        let percent = p.percent();
+        let mut last = last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.0 == p.file && last.1 / 10 == percent / 10 && percent != 100 {
+            return;
+        }
+        if last.0 == p.file && last.1 == percent {
+            return;
+        }
+        *last = (p.file.clone(), percent);
+        tracing::info!(file = %p.file, percent, bytes = p.done, total = p.total, "downloading model");
+        if let Some(engine) = engine.get() {
+            engine.set_loading_detail(format!("downloading model, {percent}% ({})", p.file));
+        }
+    }))
+}
+
+fn loader(model: &ModelArgs, progress: DownloadObserver) -> anyhow::Result<Loader> {
     #[cfg(feature = "fake-backend")]
     if let Some(step_delay) = model.model.strip_prefix("fake:") {
         // Load tests of the service without weights: `--model fake:5ms` sleeps 5 ms per step.
@@ -189,10 +216,9 @@ fn loader(model: &ModelArgs) -> anyhow::Result<Loader> {
             Ok(Box::new(sd_engine::fake::FakeBackend::new(delay)) as Box<dyn sd_engine::Backend>)
         }));
     }
-    Ok(sd_engine::pipeline_loader(
-        model.model.clone(),
-        crate::generate::load_options(model)?,
-    ))
+    let mut options = crate::generate::load_options(model)?;
+    options.hub.progress = Some(progress);
+    Ok(sd_engine::pipeline_loader(model.model.clone(), options))
 }
 
 #[cfg(test)]

@@ -21,6 +21,12 @@ pub fn version() -> String {
     format!("sd-worker v{}", env!("CARGO_PKG_VERSION"))
 }
 
+/// The infotext field saying the VAE decoded in tiles (written only then): tiled decoding blends seams, so the
+/// same settings without it give a slightly different image.
+pub fn vae_tiled_param() -> (String, String) {
+    ("VAE tiled".to_owned(), "True".to_owned())
+}
+
 /// The sampler a request runs with: its own, else the model's default.
 pub fn effective_sampler(request: &GenerateRequest, model: &ModelInfo) -> SamplerKind {
     request

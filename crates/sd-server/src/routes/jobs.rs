@@ -70,6 +70,9 @@ pub struct JobResultView {
     /// URLs of the PNG images, one per seed.
     pub images: Vec<String>,
     pub seeds: Vec<u64>,
+    /// The VAE decoded in tiles (with `vae_tiling` auto only when the whole decode did not fit in memory):
+    /// seams are blended, so the image differs slightly from a whole decode of the same settings.
+    pub vae_tiled: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -101,6 +104,7 @@ impl From<JobSnapshot> for JobView {
                 .map(|index| format!("/v1/jobs/{}/images/{index}", job.id))
                 .collect(),
             seeds: job.seeds.clone(),
+            vae_tiled: job.vae_tiled.unwrap_or(false),
         });
         Self {
             position: job.position,

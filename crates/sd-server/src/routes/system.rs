@@ -116,7 +116,11 @@ pub async fn ready(State(app): State<AppState>) -> Response {
             ReadyStatus {
                 ready: false,
                 status: "loading".into(),
-                reason: Some("loading model".into()),
+                reason: Some(
+                    app.engine
+                        .loading_detail()
+                        .unwrap_or_else(|| "loading model".into()),
+                ),
                 model: None,
             },
         ),

@@ -113,6 +113,8 @@ export interface JobResultView {
   /** Paths of the PNG images (`/v1/jobs/{id}/images/{n}`), one per seed. */
   images: string[];
   seeds: number[];
+  /** The VAE decoded in tiles (only when a whole decode did not fit in memory, or tiling was forced on). */
+  vae_tiled: boolean;
 }
 
 /** The `error` object of every 4xx/5xx body, and of a failed job. */
@@ -250,7 +252,7 @@ export const FIELDS = {
   SubmitJobResponse: ['job_id', 'sse_url', 'status_url', 'status', 'position', 'seeds'],
   Progress: ['step', 'total', 'percent', 'eta_ms'],
   JobTimings: ['queue_ms', 'text_encode_ms', 'denoise_ms', 'decode_ms', 'generate_ms', 'encode_ms', 'total_ms'],
-  JobResultView: ['images', 'seeds'],
+  JobResultView: ['images', 'seeds', 'vae_tiled'],
   ErrorDetail: ['code', 'message', 'field'],
   ErrorBody: ['error'],
   JobInfo: [
