@@ -19,13 +19,33 @@ use crate::state::AppState;
 const MULTIPART_ROUTES: &[&str] = &["/v1/images/edits"];
 
 pub async fn guard(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    match check(&app, request.method(), request.uri(), request.headers()) {
+    // Content-Length or chunked on the wire; in-process requests only know their body's size.
+    let has_body = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|length| length.trim() != "0")
+        || request.headers().contains_key(header::TRANSFER_ENCODING)
+        || http_body::Body::size_hint(request.body()).lower() > 0;
+    match check(
+        &app,
+        request.method(),
+        request.uri(),
+        request.headers(),
+        has_body,
+    ) {
         Ok(()) => next.run(request).await,
         Err(error) => shaped(request.uri().path(), error),
     }
 }
 
-fn check(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), ApiError> {
+fn check(
+    app: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    has_body: bool,
+) -> Result<(), ApiError> {
     let config = &app.config;
     if config.api_key.is_none() {
         let host = headers
@@ -59,11 +79,6 @@ fn check(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> Res
             }
         }
     }
-    let has_body = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|length| length.trim() != "0")
-        || headers.contains_key(header::TRANSFER_ENCODING);
     if *method == Method::POST
         && has_body
         && !MULTIPART_ROUTES.contains(&uri.path())

@@ -14,8 +14,6 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// Host names served without an API key besides loopback ones (`--allowed-host`; DNS-rebinding guard).
     pub allowed_hosts: Vec<String>,
-    /// Build signed URLs from `X-Forwarded-Host`/`-Proto` (only behind a proxy that sets them).
-    pub trust_forwarded: bool,
     pub limits: Limits,
     /// A request body must arrive whole within this long of its headers (`--body-timeout`); `None`: no limit.
     pub body_timeout: Option<std::time::Duration>,
@@ -29,7 +27,6 @@ impl Default for ServerConfig {
             api_key: None,
             cors_origins: Vec::new(),
             allowed_hosts: Vec::new(),
-            trust_forwarded: false,
             limits: Limits::default(),
             body_timeout: Some(std::time::Duration::from_secs(60)),
             version: env!("CARGO_PKG_VERSION").to_owned(),

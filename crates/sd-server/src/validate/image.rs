@@ -36,8 +36,8 @@ pub fn to_rgb(
     width: u32,
     height: u32,
     mode: ResizeMode,
-) -> Result<RgbImage, FieldError> {
-    resize(&image.to_rgb8(), mode, width, height).map_err(|error| error.field("image"))
+) -> Result<RgbImage, crate::compat::images::Oversize> {
+    resize(&image.to_rgb8(), mode, width, height)
 }
 
 /// The repaint mask at the output size: white repaints (RGBA masks: transparent repaints, as OpenAI's edits

@@ -202,7 +202,9 @@ pub fn validate(body: JobBody, model: &ModelInfo, limits: &Limits) -> Result<Val
     };
     let init = match decoded {
         Some(picture) => Some(InitImage {
-            image: image::to_rgb(&picture, w, h, resize_mode)?,
+            image: image::to_rgb(&picture, w, h, resize_mode).map_err(|error| {
+                error.field(image_field.map_or("input_image", |(field, _)| field))
+            })?,
             strength,
             mask,
             preserve_unmasked: body.preserve_unmasked.unwrap_or(false),
