@@ -52,7 +52,7 @@ async fn native_crop_of_an_extreme_aspect_ratio_is_refused() {
         assert_eq!(reply.code(), "image_too_large");
         assert!(reply.text().contains("limit"), "{}", reply.text());
         let field = if operation == "image_inpaint" {
-            "init_image"
+            "mask_image"
         } else {
             "input_image"
         };
