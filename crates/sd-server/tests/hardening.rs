@@ -284,3 +284,16 @@ async fn openai_edits_stretch_an_extreme_aspect_ratio_without_blowing_up() {
         reply.text()
     );
 }
+
+#[tokio::test]
+async fn a1111_unauthorized_has_detail() {
+    let keyed = sd_server::ServerConfig {
+        api_key: Some("k".into()),
+        ..Default::default()
+    };
+    let app = common::app_with(Duration::ZERO, Default::default(), keyed).await;
+    let reply = app.get("/sdapi/v1/options").await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(reply.json()["detail"].is_string(), "{}", reply.text());
+    assert!(reply.headers.contains_key(header::WWW_AUTHENTICATE));
+}
