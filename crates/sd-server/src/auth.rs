@@ -2,9 +2,9 @@
 //! Open WebUI sends). Keys are compared in constant time; failures get 401 with `WWW-Authenticate`.
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
 
@@ -19,7 +19,13 @@ pub async fn require_api_key(
 ) -> Response {
     match app.config.api_key.as_deref() {
         Some(key) if !presents_key(request.headers(), key) => {
-            ApiError::Unauthorized.into_response()
+            // In the shape of the API asked (A1111 clients read `detail`), always with WWW-Authenticate.
+            let mut response = crate::guard::shaped(request.uri().path(), ApiError::Unauthorized);
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sd-worker\""),
+            );
+            response
         }
         _ => next.run(request).await,
     }
@@ -59,8 +65,6 @@ fn same(given: &[u8], key: &[u8]) -> bool {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use axum::http::HeaderValue;
-
     use super::*;
 
     fn with_auth(value: &str) -> HeaderMap {

@@ -44,6 +44,15 @@ pub enum ApiError {
     JobNotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// Refused whatever the credentials (a foreign Host or Origin without an API key).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    /// The client did not send the whole body (or its headers) in time.
+    #[error("the request was not received in time: {0}")]
+    RequestTimeout(String),
+    /// The job's result existed but was dropped after its time to live.
+    #[error("{0}")]
+    JobExpired(String),
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
     #[error("request body is larger than the limit")]
@@ -75,6 +84,9 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) | Self::JobNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::JobExpired(_) => StatusCode::GONE,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -86,7 +98,11 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::BadRequest { code, .. } | Self::Conflict { code, .. } => code,
+            Self::BadRequest { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::Forbidden { code, .. } => code,
+            Self::RequestTimeout(_) => "request_timeout",
+            Self::JobExpired(_) => "job_expired",
             Self::Invalid(field) => field.code,
             Self::Unauthorized => "unauthorized",
             Self::NotFound(_) => "not_found",
@@ -174,6 +190,11 @@ impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::PayloadTooLarge
+        } else if is_timeout(&rejection) {
+            Self::RequestTimeout(
+                "the body did not arrive within --body-timeout; send it whole, or raise the limit"
+                    .into(),
+            )
         } else {
             Self::bad_request("invalid_body", rejection.body_text())
         }
@@ -190,4 +211,16 @@ impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         Self::bad_request("invalid_query", rejection.body_text())
     }
+}
+
+/// Whether a body read failed because the body deadline passed.
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = source {
+        if error.is::<crate::listener::BodyTimeout>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }

@@ -6,7 +6,9 @@
 pub mod auth;
 pub mod compat;
 pub mod error;
+pub mod guard;
 pub mod heartbeat;
+pub mod listener;
 pub mod openapi;
 pub mod routes;
 pub mod sse;

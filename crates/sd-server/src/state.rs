@@ -12,7 +12,11 @@ pub struct ServerConfig {
     pub api_key: Option<String>,
     /// Browser origins allowed by CORS; `*` allows any. Empty: no CORS headers at all.
     pub cors_origins: Vec<String>,
+    /// Host names served without an API key besides loopback ones (`--allowed-host`; DNS-rebinding guard).
+    pub allowed_hosts: Vec<String>,
     pub limits: Limits,
+    /// A request body must arrive whole within this long of its headers (`--body-timeout`); `None`: no limit.
+    pub body_timeout: Option<std::time::Duration>,
     /// Reported by `/v1/info` and the heartbeat.
     pub version: String,
 }
@@ -22,7 +26,9 @@ impl Default for ServerConfig {
         Self {
             api_key: None,
             cors_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             limits: Limits::default(),
+            body_timeout: Some(std::time::Duration::from_secs(60)),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }

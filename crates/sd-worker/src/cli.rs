@@ -244,6 +244,19 @@ pub struct ServeArgs {
     /// Largest request body in MiB (base64 input images count).
     #[arg(long, env = "SD_MAX_BODY_MB", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub max_body_mb: u64,
+    /// Without an API key only loopback Host names (localhost, 127.0.0.1, [::1]) are served, against DNS
+    /// rebinding; each --allowed-host (repeat, or comma-separate in the env var) adds a name, `*` any.
+    #[arg(long = "allowed-host", env = "SD_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    /// Open connections at most; further clients wait until one closes.
+    #[arg(long, env = "SD_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Time a client has to send a request's headers; also how long an idle keep-alive connection stays open.
+    #[arg(long, env = "SD_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// Time a client has to send a whole request body after its headers (408 after that).
+    #[arg(long, env = "SD_BODY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
 }
 
 /// `WxH` -> (width, height).

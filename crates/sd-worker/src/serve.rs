@@ -2,7 +2,6 @@
 //! heartbeats to the queen, and shuts down gracefully on SIGTERM/SIGINT. A model that fails to load ends the
 //! process with an error (non-zero exit) that says why.
 
-use std::future::IntoFuture;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +54,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig {
         api_key,
         cors_origins: args.cors_origins.clone(),
+        allowed_hosts: args.allowed_hosts.clone(),
         limits,
+        body_timeout: (!args.body_timeout.is_zero()).then_some(args.body_timeout),
         version: version.clone(),
     };
     let app = sd_server::app(AppState::new(engine.clone(), config))?;
@@ -84,13 +85,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
 
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = http_stopped.await;
-            })
-            .into_future(),
-    );
+    let connection_limits = sd_server::listener::ConnectionLimits {
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        header_timeout: args.header_timeout,
+        ..Default::default()
+    };
+    let mut server = tokio::spawn(async move {
+        sd_server::listener::serve(listener, app, connection_limits, async {
+            let _ = http_stopped.await;
+        })
+        .await;
+        Ok::<(), std::io::Error>(())
+    });
 
     let load_failure = async {
         match engine.wait_loaded().await {

@@ -125,23 +125,6 @@ impl From<JobSnapshot> for JobView {
     }
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
-    let Some(content_type) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-    else {
-        return false;
-    };
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
 pub(crate) fn not_ready(readiness: Readiness) -> ApiError {
     let reason = match readiness {
         Readiness::Loading | Readiness::Ready(_) => "loading model".to_owned(),
@@ -169,7 +152,7 @@ pub async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body?;
-    if !is_json(&headers) {
+    if !crate::guard::is_json(&headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
     let Some(model) = app.engine.model_info() else {

@@ -11,6 +11,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::from_fn_with_state;
 use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
@@ -43,7 +44,14 @@ pub fn app(state: AppState) -> Result<Router, AppError> {
         .merge(protected)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
-        .layer(TraceLayer::new_for_http());
+        .layer(from_fn_with_state(state.clone(), crate::guard::guard))
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::listener::body_deadline,
+        ))
+        .layer(TraceLayer::new_for_http())
+        // A panic in a handler answers 500 with the usual JSON body; the worker and its queue live on.
+        .layer(CatchPanicLayer::custom(panic_response));
     if let Some(cors) = cors(&state.config.cors_origins)? {
         app = app.layer(cors);
     }
@@ -72,6 +80,18 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, AppError> {
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
             .expose_headers([header::RETRY_AFTER, header::LOCATION])
             .max_age(std::time::Duration::from_secs(3600)),
+    ))
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    tracing::error!(%detail, "a request handler panicked");
+    axum::response::IntoResponse::into_response(ApiError::Internal(
+        "the request failed inside the worker; the worker keeps running".into(),
     ))
 }
 

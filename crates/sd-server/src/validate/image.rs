@@ -31,7 +31,12 @@ pub fn resize_mode(name: Option<&str>) -> Result<ResizeMode, FieldError> {
     }
 }
 
-pub fn to_rgb(image: &DynamicImage, width: u32, height: u32, mode: ResizeMode) -> RgbImage {
+pub fn to_rgb(
+    image: &DynamicImage,
+    width: u32,
+    height: u32,
+    mode: ResizeMode,
+) -> Result<RgbImage, crate::compat::images::Oversize> {
     resize(&image.to_rgb8(), mode, width, height)
 }
 
@@ -52,8 +57,7 @@ pub fn to_mask(
             "mask_image repaints nothing: paint the region to change white (or transparent in an RGBA mask)",
         ));
     }
-    Ok(sd_core::pipeline::img2img::blur_mask(
-        &resize(&gray, mode, width, height),
-        blur,
-    ))
+    // Resized first, so the blur runs at the output size (not the upload's).
+    let resized = resize(&gray, mode, width, height).map_err(|error| error.field("mask_image"))?;
+    Ok(sd_core::pipeline::img2img::blur_mask(&resized, blur))
 }

@@ -200,12 +200,17 @@ pub fn validate(body: JobBody, model: &ModelInfo, limits: &Limits) -> Result<Val
         Some(mask) => Some(image::to_mask(&mask, w, h, resize_mode, mask_blur)?),
         None => None,
     };
-    let init = decoded.map(|picture| InitImage {
-        image: image::to_rgb(&picture, w, h, resize_mode),
-        strength,
-        mask,
-        preserve_unmasked: body.preserve_unmasked.unwrap_or(false),
-    });
+    let init = match decoded {
+        Some(picture) => Some(InitImage {
+            image: image::to_rgb(&picture, w, h, resize_mode).map_err(|error| {
+                error.field(image_field.map_or("input_image", |(field, _)| field))
+            })?,
+            strength,
+            mask,
+            preserve_unmasked: body.preserve_unmasked.unwrap_or(false),
+        }),
+        None => None,
+    };
     Ok(ValidJob(JobRequest {
         operation,
         generate: GenerateRequest {

@@ -100,7 +100,8 @@ pub fn prepare(
         return Ok(Prepared {
             operation: Operation::ImageTransform,
             init: InitImage {
-                image: images::resize(&original, mode, width, height),
+                image: images::resize(&original, mode, width, height)
+                    .map_err(|error| error.field("init_images"))?,
                 strength,
                 mask: None,
                 preserve_unmasked: false,
@@ -123,6 +124,15 @@ pub fn prepare(
     if fields::int(body, "inpainting_mask_invert")?.unwrap_or(0) != 0 {
         images::invert(&mut mask);
     }
+    // As the native API: a mask that repaints nothing is a mistake, not a no-op job.
+    if !mask.pixels().any(|pixel| pixel.0[0] > 0) {
+        return Err(FieldError::new(
+            "empty_mask",
+            "mask",
+            "mask repaints nothing (it is all black after inpainting_mask_invert): paint the region to \
+             change white",
+        ));
+    }
     let blur = match fields::int(body, "mask_blur")? {
         Some(blur) => blur,
         None => fields::int(body, "mask_blur_x")?.unwrap_or(4),
@@ -134,7 +144,7 @@ pub fn prepare(
             format!("mask_blur must be between 0 and 64, got {blur}"),
         ));
     }
-    let mask = images::blur_mask(&mask, blur as f32);
+    let sharp = mask;
     let fill = fields::int(body, "inpainting_fill")?.unwrap_or(0) == 0;
     let only_masked = fields::boolean(body, "inpaint_full_res")?.unwrap_or(true);
     let padding = fields::int(body, "inpaint_full_res_padding")?.unwrap_or(0);
@@ -147,6 +157,13 @@ pub fn prepare(
     })?;
 
     let mut extra: Vec<(String, Value)> = vec![("Mask blur".into(), Value::from(blur))];
+    // "Only masked" needs the blurred mask at the original's size (its bounds pick the crop, and it blends
+    // the paste-back); "whole picture" blurs at the output size, which is bounded, not at the upload's.
+    let mask = if only_masked {
+        images::blur_mask(&sharp, blur as f32)
+    } else {
+        sharp
+    };
     let region = only_masked
         .then(|| images::crop_region(&mask, padding))
         .flatten()
@@ -157,11 +174,20 @@ pub fn prepare(
             let (cx, cy, cw, ch) = crop(original.width(), original.height());
             let cropped = image::imageops::crop_imm(&original, cx, cy, cw, ch).to_image();
             let cropped_mask = image::imageops::crop_imm(&mask, cx, cy, cw, ch).to_image();
+            // The result is scaled back to the region after generation: refuse now what could not be.
+            images::check_resize(
+                (width, height),
+                ResizeMode::CropAndResize,
+                (x2 - x1, y2 - y1),
+            )
+            .map_err(|error| error.field("mask"))?;
             extra.push(("Inpaint area".into(), Value::from("Only masked")));
             extra.push(("Masked area padding".into(), Value::from(padding)));
             (
-                images::resize(&cropped, ResizeMode::ResizeAndFill, width, height),
-                images::resize(&cropped_mask, ResizeMode::ResizeAndFill, width, height),
+                images::resize(&cropped, ResizeMode::ResizeAndFill, width, height)
+                    .map_err(|error| error.field("init_images"))?,
+                images::resize(&cropped_mask, ResizeMode::ResizeAndFill, width, height)
+                    .map_err(|error| error.field("mask"))?,
                 Some(PasteBack {
                     original: original.clone(),
                     region,
@@ -170,8 +196,12 @@ pub fn prepare(
             )
         }
         None => (
-            images::resize(&original, mode, width, height),
-            images::resize(&mask, mode, width, height),
+            images::resize(&original, mode, width, height)
+                .map_err(|error| error.field("init_images"))?,
+            images::blur_mask(
+                &images::resize(&mask, mode, width, height).map_err(|error| error.field("mask"))?,
+                blur as f32,
+            ),
             None,
         ),
     };
@@ -199,7 +229,8 @@ pub fn paste_back(png: &[u8], paste: &PasteBack, infotext: &str) -> Result<Vec<u
     let generated = image::load_from_memory_with_format(png, image::ImageFormat::Png)
         .map_err(|error| format!("cannot decode the generated PNG: {error}"))?
         .to_rgb8();
-    let merged = images::paste_back(&paste.original, &generated, paste.region, &paste.mask);
+    let merged = images::paste_back(&paste.original, &generated, paste.region, &paste.mask)
+        .map_err(|error| error.field("mask").message)?;
     metadata::encode_png(&merged, Some(infotext)).map_err(|error| error.to_string())
 }
 
@@ -288,6 +319,52 @@ mod tests {
             prepared.extra,
             vec![("Mask blur".to_owned(), Value::from(0))]
         );
+    }
+
+    #[test]
+    fn whole_picture_blurs_the_mask_at_the_output_size() {
+        let picture = b64(DynamicImage::ImageRgb8(RgbImage::new(256, 256)));
+        let mut sharp = GrayImage::new(256, 256);
+        for x in 0..128 {
+            for y in 0..256 {
+                sharp.put_pixel(x, y, Luma([255]));
+            }
+        }
+        let body = body(
+            json!({"init_images": [picture], "mask": b64(DynamicImage::ImageLuma8(sharp.clone())),
+            "mask_blur": 4, "inpaint_full_res": false}),
+        );
+        let prepared = prepare(&body, &request(64, 64), &Limits::default()).unwrap();
+        let expected = images::blur_mask(
+            &images::resize(&sharp, ResizeMode::Stretch, 64, 64).unwrap(),
+            4.0,
+        );
+        assert_eq!(prepared.init.mask.unwrap(), expected);
+    }
+
+    #[test]
+    fn extreme_aspect_crops_and_black_masks_are_refused() {
+        let limits = Limits::default();
+        let tall = b64(DynamicImage::ImageRgb8(RgbImage::new(1, 4096)));
+        let error = prepare(
+            &body(json!({"init_images": [tall], "resize_mode": 1})),
+            &request(2048, 64),
+            &limits,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(error.code, "image_too_large");
+        assert_eq!(error.field.as_deref(), Some("init_images"));
+        let picture = b64(DynamicImage::ImageRgb8(RgbImage::new(64, 64)));
+        let black = b64(DynamicImage::ImageLuma8(GrayImage::new(64, 64)));
+        let error = prepare(
+            &body(json!({"init_images": [picture], "mask": black})),
+            &request(64, 64),
+            &limits,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(error.code, "empty_mask");
     }
 
     #[test]
