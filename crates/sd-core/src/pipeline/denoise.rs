@@ -6,7 +6,8 @@ use std::time::Instant;
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 
-use super::conditioning::Conditioning;
+use super::conditioning::{CondSchedule, Conditioning};
+use crate::models::unet::AddedConditions;
 use super::{GenerateOutput, GenerateRequest, Pipeline, StepControl, StepEvent, Timings};
 use crate::rng::BatchRng;
 use crate::schedulers::{build_scheduler, Scheduler};
@@ -58,6 +59,30 @@ impl Pipeline {
             Some(extra) => Tensor::cat(&[&scaled, extra], 1)?,
             None => scaled,
         };
+        if let (true, Some(uncond_context)) = (cond.guided, &cond.uncond_context) {
+            // Contexts of different lengths cannot share a batch: one UNet call each (A1111's default).
+            let batch = latents.dim(0)?;
+            let half = |start: usize| -> Result<Option<(Tensor, Tensor)>> {
+                cond.sdxl
+                    .as_ref()
+                    .map(|(e, t)| Ok((e.narrow(0, start, batch)?, t.narrow(0, start, batch)?)))
+                    .transpose()
+            };
+            let (neg_added, pos_added) = (half(0)?, half(batch)?);
+            fn as_added(a: &Option<(Tensor, Tensor)>) -> Option<AddedConditions<'_>> {
+                a.as_ref().map(|(text_embeds, time_ids)| AddedConditions {
+                    text_embeds,
+                    time_ids,
+                })
+            }
+            let uncond =
+                self.unet
+                    .forward(&scaled, t, uncond_context, as_added(&neg_added).as_ref(), None)?;
+            let text = self
+                .unet
+                .forward(&scaled, t, &cond.context, as_added(&pos_added).as_ref(), None)?;
+            return Ok((&uncond + ((text - &uncond)? * guidance)?)?);
+        }
         if cond.guided {
             let input = Tensor::cat(&[&scaled, &scaled], 0)?;
             let out = self
@@ -80,7 +105,7 @@ impl Pipeline {
         &self,
         scheduler: &mut dyn Scheduler,
         mut latents: Tensor,
-        cond: &Conditioning,
+        cond: &CondSchedule,
         guidance: f64,
         rng: &mut BatchRng,
         extra_channels: Option<&Tensor>,
@@ -91,8 +116,9 @@ impl Pipeline {
         let begin = scheduler.begin_index();
         let total = timesteps.len().saturating_sub(begin);
         for (i, &t) in timesteps.iter().enumerate().skip(begin) {
+            let step_cond = cond.at(i - begin);
             let noise_pred =
-                self.predict_noise(scheduler, &latents, t, cond, guidance, extra_channels)?;
+                self.predict_noise(scheduler, &latents, t, step_cond, guidance, extra_channels)?;
             latents = scheduler.step(&noise_pred, &latents, rng)?;
             latents = after_step(i, latents)?;
             let event = StepEvent {
@@ -177,6 +203,7 @@ impl Pipeline {
             images,
             seeds: req.seeds.clone(),
             timings: timings(started, text_done, denoised),
+            warnings: cond.warnings.clone(),
         })
     }
 }

@@ -144,6 +144,7 @@ impl Pipeline {
             images,
             seeds: req.seeds.clone(),
             timings: timings(started, text_done, denoised),
+            warnings: cond.warnings.clone(),
         })
     }
 
@@ -151,7 +152,7 @@ impl Pipeline {
         &self,
         req: &GenerateRequest,
         init: &InitImage,
-        cond: &super::conditioning::Conditioning,
+        cond: &super::conditioning::CondSchedule,
         on_step: &mut dyn FnMut(&StepEvent<'_>) -> StepControl,
     ) -> Result<Tensor> {
         let batch = req.seeds.len();
@@ -186,7 +187,7 @@ impl Pipeline {
         req: &GenerateRequest,
         init: &InitImage,
         mask: &GrayImage,
-        cond: &super::conditioning::Conditioning,
+        cond: &super::conditioning::CondSchedule,
         on_step: &mut dyn FnMut(&StepEvent<'_>) -> StepControl,
     ) -> Result<Tensor> {
         let batch = req.seeds.len();

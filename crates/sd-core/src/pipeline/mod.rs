@@ -3,6 +3,7 @@
 
 pub mod bench;
 mod conditioning;
+mod encode;
 mod denoise;
 pub mod img2img;
 mod load;
@@ -12,6 +13,7 @@ use candle_core::Tensor;
 use image::{GrayImage, RgbImage};
 
 pub use self::conditioning::SizeConditioning;
+pub use self::encode::ScheduledContext;
 pub use self::load::Pipeline;
 use crate::schedulers::SamplerKind;
 use crate::{CoreError, Result};
@@ -48,6 +50,8 @@ pub struct LoadOptions {
     pub flash_attention: bool,
     /// The most scratch memory (MiB) one cuDNN convolution may use; process-wide. `None`: cuDNN's choice.
     pub conv_workspace_limit_mib: Option<usize>,
+    /// Folders of textual-inversion embeddings (`.safetensors`), read at load.
+    pub embedding_dirs: Vec<std::path::PathBuf>,
 }
 
 /// Tiled VAE decoding and encoding (diffusers' `enable_vae_tiling`): bounded memory for large images at the
@@ -99,6 +103,7 @@ impl Default for LoadOptions {
             vae_tiling: VaeTiling::Auto,
             flash_attention: true,
             conv_workspace_limit_mib: None,
+            embedding_dirs: Vec::new(),
         }
     }
 }
@@ -151,6 +156,8 @@ pub struct GenerateRequest {
     pub init: Option<InitImage>,
     /// SDXL size/crop conditioning; ignored by other families.
     pub size_conditioning: SizeConditioning,
+    /// How the prompts are read: A1111's syntax (default) or diffusers' plain 77 tokens.
+    pub prompt_syntax: crate::prompt::PromptSyntax,
 }
 
 /// Sent after every denoising step. Returning [`StepControl::Stop`] ends the run with [`CoreError::Cancelled`].
@@ -187,6 +194,8 @@ pub struct GenerateOutput {
     pub images: Vec<RgbImage>,
     pub seeds: Vec<u64>,
     pub timings: Timings,
+    /// Things the caller should know that did not stop the job (e.g. a plain prompt that was truncated).
+    pub warnings: Vec<String>,
 }
 
 impl DeviceSpec {
