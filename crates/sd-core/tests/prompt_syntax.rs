@@ -181,14 +181,18 @@ fn textual_inversion_matches_diffusers_load_textual_inversion() {
 #[test]
 fn embedding_folders_list_loaded_and_skipped_files() {
     let store = EmbeddingStore::load(&[embeddings_dir("tiny-sd1")], (32, None)).unwrap();
-    let (loaded, skipped) = store.info();
-    assert_eq!(loaded.len(), 1);
-    assert_eq!(loaded[0].0, "tinyemb");
-    assert_eq!((loaded[0].1.vectors, loaded[0].1.shape), (2, 32));
-    assert_eq!(skipped.len(), 1);
-    assert_eq!(skipped[0].0, "wrongwidth");
+    let listing = store.listing();
+    assert_eq!(listing.loaded.len(), 1);
+    assert_eq!((listing.loaded["tinyemb"].vectors, listing.loaded["tinyemb"].shape), (2, 32));
+    assert_eq!(listing.skipped.len(), 1);
+    assert_eq!(listing.skipped["wrongwidth"].shape, 7);
+    let json = serde_json::to_value(&listing).unwrap();
+    assert_eq!(
+        json["loaded"]["tinyemb"],
+        serde_json::json!({"step": null, "sd_checkpoint": null, "sd_checkpoint_name": null, "shape": 32, "vectors": 2})
+    );
     let xl = EmbeddingStore::load(&[embeddings_dir("tiny-sdxl")], (32, Some(48))).unwrap();
-    assert_eq!(xl.info().0[0].1.shape, 80);
+    assert_eq!(xl.listing().loaded["tinyxl"].shape, 80);
     assert!(EmbeddingStore::load(&[fixtures().join("no-such-folder")], (32, None)).is_err());
 }
 

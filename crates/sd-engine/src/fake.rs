@@ -42,6 +42,7 @@ impl FakeBackend {
             default_sampler: "pndm".into(),
             size_multiple: 8,
             inpainting: false,
+            embeddings: Default::default(),
         }
     }
 
@@ -108,6 +109,7 @@ impl Backend for FakeBackend {
                 total_ms,
                 ..Timings::default()
             },
+            warnings: Vec::new(),
         })
     }
 }

@@ -105,6 +105,11 @@ pub struct Progress {
 pub struct JobOutput {
     pub images: Vec<Bytes>,
     pub seeds: Vec<u64>,
+    /// The prompts exactly as the request gave them (with any A1111 syntax), as the PNG metadata carries them.
+    pub prompt: String,
+    pub negative_prompt: String,
+    /// What the caller should know that did not fail the job (e.g. a truncated plain prompt).
+    pub warnings: Vec<String>,
 }
 
 /// A consistent copy of one job's state.
@@ -126,6 +131,9 @@ pub struct JobSnapshot {
     pub image_count: usize,
     pub error: Option<JobError>,
     pub timings: Option<JobTimings>,
+    /// For a finished job: its prompts as given and its warnings (see [`JobOutput`]).
+    pub prompt: Option<(String, String)>,
+    pub warnings: Vec<String>,
 }
 
 pub(crate) struct JobRecord {
@@ -206,6 +214,14 @@ impl JobRecord {
             image_count: self.output.as_ref().map_or(0, |output| output.images.len()),
             error: self.error.clone(),
             timings: self.timings.clone(),
+            prompt: self
+                .output
+                .as_ref()
+                .map(|o| (o.prompt.clone(), o.negative_prompt.clone())),
+            warnings: self
+                .output
+                .as_ref()
+                .map_or_else(Vec::new, |o| o.warnings.clone()),
         }
     }
 }

@@ -265,6 +265,9 @@ fn encode_output(
                 .map_err(|error| JobError::new("encode_failed", error.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    for warning in &generated.warnings {
+        tracing::warn!(%warning, "generation warning");
+    }
     let base64 = images.iter().map(|png| base64_png(png)).collect();
     let timings = JobTimings {
         text_encode_ms: generated.timings.text_encode_ms,
@@ -277,6 +280,9 @@ fn encode_output(
         JobOutput {
             images,
             seeds: generated.seeds,
+            prompt: request.prompt.clone(),
+            negative_prompt: request.negative_prompt.clone(),
+            warnings: generated.warnings,
         },
         timings,
         base64,

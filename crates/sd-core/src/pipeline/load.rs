@@ -144,6 +144,7 @@ impl Pipeline {
             default_sampler: default_sampler.name().to_string(),
             size_multiple,
             inpainting: unet_config.in_channels == 9,
+            embeddings: Default::default(),
         };
         // Loading leaves freed staging memory in the pool (the separate q/k/v weights that were concatenated,
         // f32 copies of half weights): hand it back so it does not count towards the process for good.
@@ -163,6 +164,8 @@ impl Pipeline {
                 "textual-inversion embeddings"
             );
         }
+        let mut info = info;
+        info.embeddings = embeddings.listing();
         Ok(Self {
             embeddings,
             previewer: LatentPreviewer::for_family(family, vae_config.latent_channels),
@@ -231,6 +234,7 @@ impl Pipeline {
             self.second_text.as_ref().map(|(_, e)| e.hidden_size()),
         );
         self.embeddings = crate::prompt::EmbeddingStore::load(dirs, widths)?;
+        self.info.embeddings = self.embeddings.listing();
         Ok(())
     }
 

@@ -125,6 +125,9 @@ pub struct ModelInfo {
     pub size_multiple: usize,
     /// The UNet takes masked-image latents (in_channels 9): an inpainting checkpoint.
     pub inpainting: bool,
+    /// Textual-inversion embeddings from the embedding folders (served by the embeddings routes).
+    #[serde(skip)]
+    pub embeddings: crate::prompt::EmbeddingListing,
 }
 
 /// Start from a picture: img2img, or inpainting when `mask` is set (white = repaint).

@@ -47,7 +47,25 @@ pub struct EmbeddingInfo {
 #[derive(Clone, Debug, Default)]
 pub struct EmbeddingStore {
     pub loaded: Vec<TextualInversion>,
-    pub skipped: Vec<(String, String)>,
+    pub skipped: Vec<SkippedEmbedding>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SkippedEmbedding {
+    pub name: String,
+    pub reason: String,
+    /// Shape and vector count, when the file could be read (A1111 lists those under `skipped`).
+    pub info: Option<EmbeddingInfo>,
+}
+
+/// What a server lists: A1111's `GET /sdapi/v1/embeddings` body (`{loaded: {name: info}, skipped: {...}}`),
+/// plus why each skipped file was skipped.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct EmbeddingListing {
+    pub loaded: std::collections::BTreeMap<String, EmbeddingInfo>,
+    pub skipped: std::collections::BTreeMap<String, EmbeddingInfo>,
+    #[serde(skip)]
+    pub reasons: std::collections::BTreeMap<String, String>,
 }
 
 fn as_2d(t: Tensor) -> Result<Tensor> {
@@ -126,7 +144,12 @@ impl EmbeddingStore {
                     Err(e) => {
                         tracing::warn!("skipping embedding: {e}");
                         let name = path.file_stem().unwrap_or_default().to_string_lossy();
-                        store.skipped.push((name.to_string(), e.to_string()));
+                        store.skipped.retain(|s| s.name != name);
+                        store.skipped.push(SkippedEmbedding {
+                            name: name.to_string(),
+                            reason: e.to_string(),
+                            info: None,
+                        });
                         continue;
                     }
                 };
@@ -141,14 +164,15 @@ impl EmbeddingStore {
                     _ => false,
                 };
                 store.loaded.retain(|e| e.name != emb.name);
-                store.skipped.retain(|(n, _)| *n != emb.name);
+                store.skipped.retain(|s| s.name != emb.name);
                 if fits {
                     store.loaded.push(emb);
                 } else {
-                    store.skipped.push((
-                        emb.name.clone(),
-                        format!("vectors of width {} do not fit this model", emb.shape()),
-                    ));
+                    store.skipped.push(SkippedEmbedding {
+                        name: emb.name.clone(),
+                        reason: format!("vectors of width {} do not fit this model", emb.shape()),
+                        info: Some(info_of(&emb)),
+                    });
                 }
             }
         }
@@ -156,24 +180,34 @@ impl EmbeddingStore {
         Ok(store)
     }
 
-    /// A1111's listing: name -> info, for the loaded and the skipped files.
-    pub fn info(&self) -> (Vec<(String, EmbeddingInfo)>, Vec<(String, String)>) {
-        let loaded = self
-            .loaded
-            .iter()
-            .map(|e| {
-                (
-                    e.name.clone(),
-                    EmbeddingInfo {
-                        step: None,
-                        sd_checkpoint: None,
-                        sd_checkpoint_name: None,
-                        shape: e.shape(),
-                        vectors: e.vectors(),
-                    },
-                )
-            })
-            .collect();
-        (loaded, self.skipped.clone())
+    /// The listing servers show.
+    pub fn listing(&self) -> EmbeddingListing {
+        EmbeddingListing {
+            loaded: self
+                .loaded
+                .iter()
+                .map(|e| (e.name.clone(), info_of(e)))
+                .collect(),
+            skipped: self
+                .skipped
+                .iter()
+                .filter_map(|s| s.info.clone().map(|i| (s.name.clone(), i)))
+                .collect(),
+            reasons: self
+                .skipped
+                .iter()
+                .map(|s| (s.name.clone(), s.reason.clone()))
+                .collect(),
+        }
+    }
+}
+
+fn info_of(e: &TextualInversion) -> EmbeddingInfo {
+    EmbeddingInfo {
+        step: None,
+        sd_checkpoint: None,
+        sd_checkpoint_name: None,
+        shape: e.shape(),
+        vectors: e.vectors(),
     }
 }

@@ -12,7 +12,7 @@ pub mod schedule;
 use crate::{CoreError, Result};
 
 pub use attention::parse_prompt_attention;
-pub use embeddings::{EmbeddingInfo, EmbeddingStore, TextualInversion};
+pub use embeddings::{EmbeddingInfo, EmbeddingListing, EmbeddingStore, TextualInversion};
 pub use schedule::prompt_schedule;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]

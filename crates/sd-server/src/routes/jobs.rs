@@ -70,6 +70,12 @@ pub struct JobResultView {
     /// URLs of the PNG images, one per seed.
     pub images: Vec<String>,
     pub seeds: Vec<u64>,
+    /// The prompts exactly as sent (A1111 syntax and tags included), as the PNG metadata carries them.
+    pub prompt: String,
+    pub negative_prompt: String,
+    /// Things that did not fail the job but change its meaning, e.g. a plain-syntax prompt cut at 77 tokens.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -101,6 +107,9 @@ impl From<JobSnapshot> for JobView {
                 .map(|index| format!("/v1/jobs/{}/images/{index}", job.id))
                 .collect(),
             seeds: job.seeds.clone(),
+            prompt: job.prompt.clone().unwrap_or_default().0,
+            negative_prompt: job.prompt.clone().unwrap_or_default().1,
+            warnings: job.warnings.clone(),
         });
         Self {
             position: job.position,
