@@ -79,11 +79,18 @@ fn attention_parses_as_a1111() {
         let prompt = case["prompt"].as_str().unwrap();
         let ours = parse_prompt_attention(prompt);
         let theirs = case["parsed"].as_array().unwrap();
-        assert_eq!(ours.len(), theirs.len(), "{prompt:?}: {ours:?} vs {theirs:?}");
+        assert_eq!(
+            ours.len(),
+            theirs.len(),
+            "{prompt:?}: {ours:?} vs {theirs:?}"
+        );
         for ((text, weight), t) in ours.iter().zip(theirs) {
             assert_eq!(text, t[0].as_str().unwrap(), "{prompt:?}");
             let w = t[1].as_f64().unwrap();
-            assert!((weight - w).abs() < 1e-12, "{prompt:?}: {text}: {weight} vs {w}");
+            assert!(
+                (weight - w).abs() < 1e-12,
+                "{prompt:?}: {text}: {weight} vs {w}"
+            );
         }
     }
 }
@@ -98,7 +105,12 @@ fn schedules_match_a1111s_grammar() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| (e[0].as_u64().unwrap() as usize, e[1].as_str().unwrap().into()))
+            .map(|e| {
+                (
+                    e[0].as_u64().unwrap() as usize,
+                    e[1].as_str().unwrap().into(),
+                )
+            })
             .collect();
         assert_eq!(ours, theirs, "{prompt:?} in {steps} steps");
     }
@@ -128,25 +140,37 @@ fn check_model(model: &str) {
             .collect();
         assert_eq!(ends, want, "{name}: schedule");
         for (k, entry) in ours.iter().enumerate() {
-            let err = relative_error(&entry.context, get(goldens(), &format!("{name}.positive.{k}")));
+            let err = relative_error(
+                &entry.context,
+                get(goldens(), &format!("{name}.positive.{k}")),
+            );
             if err > 1e-4 {
                 failures.push(format!("{name}: context {k} relative error {err}"));
             }
             if let Some(pooled) = &entry.pooled {
-                let err = relative_error(pooled, get(goldens(), &format!("{name}.positive_pooled.{k}")));
+                let err = relative_error(
+                    pooled,
+                    get(goldens(), &format!("{name}.positive_pooled.{k}")),
+                );
                 if err > 1e-4 {
                     failures.push(format!("{name}: pooled {k} relative error {err}"));
                 }
             }
         }
         let diff = image_diff(&pipeline, &req, &format!("{name}.image"));
-        eprintln!("{model}/{name}: max diff {diff}/255 (plain reading differs by {})", case["plain_max_diff"]);
+        eprintln!(
+            "{model}/{name}: max diff {diff}/255 (plain reading differs by {})",
+            case["plain_max_diff"]
+        );
         if diff > MAX_DIFF {
             failures.push(format!("{name}: max pixel difference {diff}/255"));
         }
         // The syntax must matter on these fixtures, or the comparison proves nothing.
         if let Some(plain) = case["plain_max_diff"].as_u64() {
-            assert!(plain > 20, "{name}: the A1111 reading is too close to the plain one ({plain})");
+            assert!(
+                plain > 20,
+                "{name}: the A1111 reading is too close to the plain one ({plain})"
+            );
         }
         ran += 1;
     }
@@ -183,7 +207,13 @@ fn embedding_folders_list_loaded_and_skipped_files() {
     let store = EmbeddingStore::load(&[embeddings_dir("tiny-sd1")], (32, None)).unwrap();
     let listing = store.listing();
     assert_eq!(listing.loaded.len(), 1);
-    assert_eq!((listing.loaded["tinyemb"].vectors, listing.loaded["tinyemb"].shape), (2, 32));
+    assert_eq!(
+        (
+            listing.loaded["tinyemb"].vectors,
+            listing.loaded["tinyemb"].shape
+        ),
+        (2, 32)
+    );
     assert_eq!(listing.skipped.len(), 1);
     assert_eq!(listing.skipped["wrongwidth"].shape, 7);
     let json = serde_json::to_value(&listing).unwrap();
@@ -207,10 +237,14 @@ fn plain_prompts_warn_when_truncated_and_a1111_prompts_do_not() {
         .unwrap();
     let mut req = request(case, PromptSyntax::Plain);
     req.steps = 1;
-    let out = pipeline.generate(&req, &mut |_| StepControl::Continue).unwrap();
+    let out = pipeline
+        .generate(&req, &mut |_| StepControl::Continue)
+        .unwrap();
     assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
     assert!(out.warnings[0].contains("truncated"), "{:?}", out.warnings);
     req.prompt_syntax = PromptSyntax::A1111;
-    let out = pipeline.generate(&req, &mut |_| StepControl::Continue).unwrap();
+    let out = pipeline
+        .generate(&req, &mut |_| StepControl::Continue)
+        .unwrap();
     assert!(out.warnings.is_empty(), "{:?}", out.warnings);
 }

@@ -105,7 +105,11 @@ pub struct ModelArgs {
     pub offline: bool,
     /// A folder of textual-inversion embeddings (`.safetensors`, A1111 or SDXL format); repeatable. A prompt
     /// word equal to a file's name (without extension) is replaced by its vectors.
-    #[arg(long = "embeddings-dir", env = "SD_EMBEDDINGS_DIRS", value_delimiter = ',')]
+    #[arg(
+        long = "embeddings-dir",
+        env = "SD_EMBEDDINGS_DIRS",
+        value_delimiter = ','
+    )]
     pub embeddings_dirs: Vec<PathBuf>,
     /// How prompts are read: `a1111` (weights, BREAK, [from:to:when], [a|b], any length in 75-token chunks)
     /// or `plain` (the literal text, as diffusers: 77 tokens, longer is truncated with a warning). The server

@@ -42,12 +42,18 @@ fn rgb(png: &[u8]) -> Vec<u8> {
 
 fn max_diff(a: &[u8], b: &[u8]) -> u8 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
 }
 
 fn b64(text: &str) -> Vec<u8> {
     let text = text.rsplit(',').next().unwrap();
-    base64::engine::general_purpose::STANDARD.decode(text).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
 }
 
 async fn native(worker: &Worker, extra: Value) -> (Value, Vec<u8>) {
@@ -85,15 +91,43 @@ async fn one_prompt_gives_one_image_on_every_route() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cli.png");
     let run = Command::new(env!("CARGO_BIN_EXE_sd-worker"))
-        .args(["generate", "--model", &model(), "--embeddings-dir", &embeddings()])
-        .args(["--prompt", PROMPT, "--negative-prompt", NEGATIVE, "--steps", "4", "--seed", "42"])
-        .args(["--width", "64", "--height", "64", "--guidance", "7.5", "--sampler", "euler"])
+        .args([
+            "generate",
+            "--model",
+            &model(),
+            "--embeddings-dir",
+            &embeddings(),
+        ])
+        .args([
+            "--prompt",
+            PROMPT,
+            "--negative-prompt",
+            NEGATIVE,
+            "--steps",
+            "4",
+            "--seed",
+            "42",
+        ])
+        .args([
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--guidance",
+            "7.5",
+            "--sampler",
+            "euler",
+        ])
         .arg("--out")
         .arg(&out)
         .env("SD_LOG", "warn")
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let cli = rgb(&std::fs::read(&out).unwrap());
 
     let worker = Worker::start(&model(), &["--embeddings-dir", &embeddings()]);
@@ -105,7 +139,10 @@ async fn one_prompt_gives_one_image_on_every_route() {
     assert_eq!(job["result"]["negative_prompt"], NEGATIVE, "{job}");
     assert!(job["result"].get("warnings").is_none(), "{job}");
     let text = String::from_utf8_lossy(&png);
-    assert!(text.contains(PROMPT), "the PNG's parameters lack the prompt as given");
+    assert!(
+        text.contains(PROMPT),
+        "the PNG's parameters lack the prompt as given"
+    );
     let native_rgb = rgb(&png);
     assert_eq!(max_diff(&cli, &native_rgb), 0, "CLI vs native");
 
@@ -116,21 +153,32 @@ async fn one_prompt_gives_one_image_on_every_route() {
     assert_eq!(status, 200, "{a1111}");
     let info: Value = serde_json::from_str(a1111["info"].as_str().unwrap()).unwrap();
     assert_eq!(info["prompt"], PROMPT);
-    assert!(info["infotexts"][0].as_str().unwrap().starts_with(PROMPT), "{info}");
+    assert!(
+        info["infotexts"][0].as_str().unwrap().starts_with(PROMPT),
+        "{info}"
+    );
     let a1111_rgb = rgb(&b64(a1111["images"][0].as_str().unwrap()));
     assert_eq!(max_diff(&cli, &a1111_rgb), 0, "CLI vs A1111");
 
     // OpenAI generations.
-    let (status, openai) = post(&worker, "/v1/images/generations", json!({"prompt": PROMPT,
+    let (status, openai) = post(
+        &worker,
+        "/v1/images/generations",
+        json!({"prompt": PROMPT,
         "negative_prompt": NEGATIVE, "steps": 4, "seed": 42, "size": "64x64", "guidance_scale": 7.5,
-        "sampler": "euler", "response_format": "b64_json"})).await;
+        "sampler": "euler", "response_format": "b64_json"}),
+    )
+    .await;
     assert_eq!(status, 200, "{openai}");
     let openai_rgb = rgb(&b64(openai["data"][0]["b64_json"].as_str().unwrap()));
     assert_eq!(max_diff(&cli, &openai_rgb), 0, "CLI vs OpenAI");
 
     // The syntax and the embedding took effect: the literal reading is another picture.
     let (plain, plain_png) = native(&worker, json!({"prompt_syntax": "plain"})).await;
-    assert!(max_diff(&cli, &rgb(&plain_png)) > 20, "plain reading gave the same image");
+    assert!(
+        max_diff(&cli, &rgb(&plain_png)) > 20,
+        "plain reading gave the same image"
+    );
     assert!(plain["result"].get("warnings").is_none(), "{plain}");
 
     // A plain prompt past 77 tokens says so.
@@ -142,8 +190,13 @@ async fn one_prompt_gives_one_image_on_every_route() {
     assert!(job["result"].get("warnings").is_none(), "{job}");
 
     // A bad syntax name is a 422 naming the field.
-    let (status, error) = post(&worker, "/v1/jobs", json!({"operation": "image_generation",
-        "prompt": "x", "prompt_syntax": "comfy"})).await;
+    let (status, error) = post(
+        &worker,
+        "/v1/jobs",
+        json!({"operation": "image_generation",
+        "prompt": "x", "prompt_syntax": "comfy"}),
+    )
+    .await;
     assert_eq!(status, 422, "{error}");
     assert_eq!(error["error"]["code"], "invalid_prompt_syntax");
     assert_eq!(error["error"]["field"], "prompt_syntax");
@@ -166,7 +219,10 @@ async fn one_prompt_gives_one_image_on_every_route() {
         .json()
         .await
         .unwrap();
-    assert_eq!(native_list["embeddings"], json!([{"name": "tinyemb", "vectors": 2, "shape": 32}]));
+    assert_eq!(
+        native_list["embeddings"],
+        json!([{"name": "tinyemb", "vectors": 2, "shape": 32}])
+    );
     assert_eq!(native_list["skipped"][0]["name"], "wrongwidth");
 }
 
@@ -174,7 +230,12 @@ async fn one_prompt_gives_one_image_on_every_route() {
 async fn the_server_default_syntax_applies_to_a1111_requests() {
     let worker = Worker::start(
         &model(),
-        &["--embeddings-dir", &embeddings(), "--prompt-syntax", "plain"],
+        &[
+            "--embeddings-dir",
+            &embeddings(),
+            "--prompt-syntax",
+            "plain",
+        ],
     );
     worker.wait_ready(Duration::from_secs(120)).await;
     let (plain, plain_png) = native(&worker, json!({})).await;
@@ -187,5 +248,9 @@ async fn the_server_default_syntax_applies_to_a1111_requests() {
         "sampler_name": "Euler"})).await;
     assert_eq!(status, 200, "{reply}");
     let got = rgb(&b64(reply["images"][0].as_str().unwrap()));
-    assert_eq!(max_diff(&got, &rgb(&plain_png)), 0, "A1111 route ignored --prompt-syntax plain");
+    assert_eq!(
+        max_diff(&got, &rgb(&plain_png)),
+        0,
+        "A1111 route ignored --prompt-syntax plain"
+    );
 }

@@ -250,7 +250,14 @@ impl ClipTextModel {
                 .to_device(&self.device)?
                 .to_dtype(tokens.dtype())?
                 .unsqueeze(0)?;
-            tokens = tokens.slice_assign(&[*row..*row + 1, *position..*position + count, 0..self.hidden_size()], &v)?;
+            tokens = tokens.slice_assign(
+                &[
+                    *row..*row + 1,
+                    *position..*position + count,
+                    0..self.hidden_size(),
+                ],
+                &v,
+            )?;
         }
         let mut x = tokens.broadcast_add(&self.position_embedding.forward(&positions)?)?;
         let mask = causal_mask(n, &self.device)?;

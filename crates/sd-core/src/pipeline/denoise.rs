@@ -7,8 +7,8 @@ use candle_core::{DType, Tensor};
 use image::RgbImage;
 
 use super::conditioning::{CondSchedule, Conditioning};
-use crate::models::unet::AddedConditions;
 use super::{GenerateOutput, GenerateRequest, Pipeline, StepControl, StepEvent, Timings};
+use crate::models::unet::AddedConditions;
 use crate::rng::BatchRng;
 use crate::schedulers::{build_scheduler, Scheduler};
 use crate::{CoreError, Result};
@@ -75,12 +75,20 @@ impl Pipeline {
                     time_ids,
                 })
             }
-            let uncond =
-                self.unet
-                    .forward(&scaled, t, uncond_context, as_added(&neg_added).as_ref(), None)?;
-            let text = self
-                .unet
-                .forward(&scaled, t, &cond.context, as_added(&pos_added).as_ref(), None)?;
+            let uncond = self.unet.forward(
+                &scaled,
+                t,
+                uncond_context,
+                as_added(&neg_added).as_ref(),
+                None,
+            )?;
+            let text = self.unet.forward(
+                &scaled,
+                t,
+                &cond.context,
+                as_added(&pos_added).as_ref(),
+                None,
+            )?;
             return Ok((&uncond + ((text - &uncond)? * guidance)?)?);
         }
         if cond.guided {

@@ -107,7 +107,10 @@ impl Pipeline {
             .encoder
             .forward_with_vectors(&ids, &vectors, pass.skip, pass.final_norm)?;
         let z = out.hidden;
-        if chunks.iter().all(|c| c.multipliers.iter().all(|&m| m == 1.0)) {
+        if chunks
+            .iter()
+            .all(|c| c.multipliers.iter().all(|&m| m == 1.0))
+        {
             return Ok((z, out.pooled));
         }
         let dtype = z.dtype();
@@ -244,7 +247,8 @@ impl Pipeline {
             [(first, _), (second, pooled)] => {
                 if first.dim(1)? != second.dim(1)? {
                     return Err(CoreError::InvalidInput(
-                        "the two text encoders split this prompt into different numbers of chunks".into(),
+                        "the two text encoders split this prompt into different numbers of chunks"
+                            .into(),
                     ));
                 }
                 (Tensor::cat(&[first, second], 2)?, pooled.clone())

@@ -3,8 +3,8 @@
 
 pub mod bench;
 mod conditioning;
-mod encode;
 mod denoise;
+mod encode;
 pub mod img2img;
 mod load;
 pub mod preview;

@@ -117,7 +117,10 @@ mod tests {
     #[test]
     fn a1111_docstring_examples() {
         assert_eq!(p("normal text"), w(&[("normal text", 1.0)]));
-        assert_eq!(p("an (important) word"), w(&[("an ", 1.0), ("important", 1.1), (" word", 1.0)]));
+        assert_eq!(
+            p("an (important) word"),
+            w(&[("an ", 1.0), ("important", 1.1), (" word", 1.0)])
+        );
         assert_eq!(p("(unbalanced"), w(&[("unbalanced", 1.1)]));
         assert_eq!(p("\\(literal\\]"), w(&[("(literal]", 1.0)]));
         assert_eq!(p("(unnecessary)(parens)"), w(&[("unnecessaryparens", 1.1)]));

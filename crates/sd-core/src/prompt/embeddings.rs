@@ -94,12 +94,17 @@ pub fn read_embedding(path: &Path) -> Result<TextualInversion> {
         (as_2d(l)?, Some(as_2d(g)?))
     } else if let Some(t) = take("emb_params") {
         (as_2d(t)?, None)
-    } else if let Some((_, t)) = tensors.iter().find(|(k, _)| k.starts_with("string_to_param")) {
+    } else if let Some((_, t)) = tensors
+        .iter()
+        .find(|(k, _)| k.starts_with("string_to_param"))
+    {
         (as_2d(t.clone())?, None)
     } else if tensors.len() == 1 {
-        let t = tensors.values().next().cloned().ok_or_else(|| {
-            CoreError::file(path, "embedding file holds no tensor")
-        })?;
+        let t = tensors
+            .values()
+            .next()
+            .cloned()
+            .ok_or_else(|| CoreError::file(path, "embedding file holds no tensor"))?;
         (as_2d(t)?, None)
     } else {
         let mut keys: Vec<&String> = tensors.keys().collect();

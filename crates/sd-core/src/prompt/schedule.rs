@@ -327,17 +327,17 @@ mod tests {
         assert_eq!(s("a [b: 3]", 10), v(&[(3, "a "), (10, "a b")]));
         assert_eq!(s("a [[[b]]:2]", 10), v(&[(2, "a "), (10, "a [[b]]")]));
         assert_eq!(s("[(a:2):3]", 10), v(&[(3, ""), (10, "(a:2)")]));
-        assert_eq!(s("a [b : c : 1] d", 10), v(&[(1, "a b  d"), (10, "a  c  d")]));
+        assert_eq!(
+            s("a [b : c : 1] d", 10),
+            v(&[(1, "a b  d"), (10, "a  c  d")])
+        );
         assert_eq!(
             s("a[b:[c:d:2]:1]e", 10),
             v(&[(1, "abe"), (2, "ace"), (10, "ade")])
         );
         assert_eq!(s("a [unbalanced", 10), v(&[(10, "a [unbalanced")]));
         assert_eq!(s("a [b:.5] c", 10), v(&[(5, "a  c"), (10, "a b c")]));
-        assert_eq!(
-            s("a [{b|d{:.5] c", 10),
-            v(&[(10, "a [{b|d{:.5] c")])
-        );
+        assert_eq!(s("a [{b|d{:.5] c", 10), v(&[(10, "a [{b|d{:.5] c")]));
         assert_eq!(
             s("((a][:b:c [d:3]", 10),
             v(&[(3, "((a][:b:c "), (10, "((a][:b:c d")])
@@ -346,10 +346,19 @@ mod tests {
             s("[a|(b:1.1)]", 3),
             v(&[(1, "a"), (2, "(b:1.1)"), (3, "a")])
         );
-        assert_eq!(s("[fe|]male", 3), v(&[(1, "female"), (2, "male"), (3, "female")]));
+        assert_eq!(
+            s("[fe|]male", 3),
+            v(&[(1, "female"), (2, "male"), (3, "female")])
+        );
         assert_eq!(
             s("[fe|||]male", 5),
-            v(&[(1, "female"), (2, "male"), (3, "male"), (4, "male"), (5, "female")])
+            v(&[
+                (1, "female"),
+                (2, "male"),
+                (3, "male"),
+                (4, "male"),
+                (5, "female")
+            ])
         );
         assert_eq!(entry_at(&[3, 10], 0), 0);
         assert_eq!(entry_at(&[3, 10], 3), 0);
