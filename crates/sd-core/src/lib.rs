@@ -9,6 +9,7 @@ pub mod fused;
 pub mod loader;
 pub mod models;
 pub mod pipeline;
+pub mod prompt;
 pub mod rng;
 pub mod schedulers;
 pub mod tokenizer;

@@ -68,6 +68,7 @@ fn run_cases(model: &str, filter: &dyn Fn(&Value) -> bool) -> usize {
             clip_skip: 1,
             init,
             size_conditioning: Default::default(),
+            prompt_syntax: Default::default(),
         };
         let mut steps_seen = 0;
         let out = match pipeline.generate(&request, &mut |ev| {
@@ -148,6 +149,7 @@ fn small_request(seeds: Vec<u64>) -> GenerateRequest {
         clip_skip: 1,
         init: None,
         size_conditioning: Default::default(),
+        prompt_syntax: Default::default(),
     }
 }
 

@@ -42,6 +42,7 @@ impl FakeBackend {
             default_sampler: "pndm".into(),
             size_multiple: 8,
             inpainting: false,
+            embeddings: Default::default(),
         }
     }
 
@@ -109,6 +110,7 @@ impl Backend for FakeBackend {
                 ..Timings::default()
             },
             vae_tiled: false,
+            warnings: Vec::new(),
         })
     }
 }

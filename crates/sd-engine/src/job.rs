@@ -107,6 +107,11 @@ pub struct JobOutput {
     pub seeds: Vec<u64>,
     /// The VAE decoded the images in tiles (memory required it, or tiling was forced on).
     pub vae_tiled: bool,
+    /// The prompts exactly as the request gave them (with any A1111 syntax), as the PNG metadata carries them.
+    pub prompt: String,
+    pub negative_prompt: String,
+    /// What the caller should know that did not fail the job (e.g. a truncated plain prompt).
+    pub warnings: Vec<String>,
 }
 
 /// A consistent copy of one job's state.
@@ -130,6 +135,9 @@ pub struct JobSnapshot {
     pub vae_tiled: Option<bool>,
     pub error: Option<JobError>,
     pub timings: Option<JobTimings>,
+    /// For a finished job: its prompts as given and its warnings (see [`JobOutput`]).
+    pub prompt: Option<(String, String)>,
+    pub warnings: Vec<String>,
 }
 
 pub(crate) struct JobRecord {
@@ -211,6 +219,14 @@ impl JobRecord {
             vae_tiled: self.output.as_ref().map(|output| output.vae_tiled),
             error: self.error.clone(),
             timings: self.timings.clone(),
+            prompt: self
+                .output
+                .as_ref()
+                .map(|o| (o.prompt.clone(), o.negative_prompt.clone())),
+            warnings: self
+                .output
+                .as_ref()
+                .map_or_else(Vec::new, |o| o.warnings.clone()),
         }
     }
 }

@@ -269,6 +269,9 @@ fn encode_output(
                 .map_err(|error| JobError::new("encode_failed", error.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    for warning in &generated.warnings {
+        tracing::warn!(%warning, "generation warning");
+    }
     let base64 = images.iter().map(|png| base64_png(png)).collect();
     let timings = JobTimings {
         text_encode_ms: generated.timings.text_encode_ms,
@@ -282,6 +285,9 @@ fn encode_output(
             images,
             seeds: generated.seeds,
             vae_tiled: generated.vae_tiled,
+            prompt: request.prompt.clone(),
+            negative_prompt: request.negative_prompt.clone(),
+            warnings: generated.warnings,
         },
         timings,
         base64,

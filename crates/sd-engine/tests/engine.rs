@@ -40,6 +40,7 @@ fn request(prompt: &str, steps: usize, seeds: Vec<u64>) -> JobRequest {
             clip_skip: 1,
             init: None,
             size_conditioning: Default::default(),
+            prompt_syntax: Default::default(),
         },
     }
 }

@@ -30,6 +30,7 @@ fn request(seeds: Vec<u64>) -> GenerateRequest {
         clip_skip: 2,
         init: None,
         size_conditioning: Default::default(),
+        prompt_syntax: Default::default(),
     }
 }
 

@@ -13,13 +13,14 @@ use crate::routes::{jobs, system};
     info(title = "sd-worker", description = "Stable Diffusion inference worker: native job API."),
     paths(
         jobs::submit, jobs::list, jobs::status, jobs::stream, jobs::image, jobs::cancel,
-        system::health, system::ready, system::info, system::metrics, system::openapi,
+        system::health, system::ready, system::info, system::embeddings, system::metrics, system::openapi,
     ),
     components(schemas(
         crate::validate::JobBody, crate::validate::OperationName, crate::validate::Limits,
         crate::error::ErrorBody, crate::error::ErrorDetail,
         jobs::JobAccepted, jobs::JobView, jobs::JobResultView, jobs::JobList, jobs::CancelResponse,
-        system::Health, system::ReadyStatus, system::Info, system::Defaults, system::QueueInfo,
+        system::Health, system::ReadyStatus, system::Info, system::Embeddings, system::EmbeddingView,
+        system::SkippedEmbeddingView, system::Defaults, system::QueueInfo,
         sd_engine::JobEvent, sd_engine::JobStatus, sd_engine::Operation, sd_engine::Progress,
         sd_engine::JobTimings, sd_engine::JobError,
     )),

@@ -152,6 +152,7 @@ async fn a_failing_queen_is_retried_and_busy_is_reported() {
             clip_skip: 1,
             init: None,
             size_conditioning: Default::default(),
+            prompt_syntax: Default::default(),
         },
     };
     engine.submit(request).unwrap();

@@ -118,6 +118,23 @@ pub struct ModelArgs {
     /// Hugging Face hub endpoint, e.g. a mirror (default: https://huggingface.co).
     #[arg(long, env = "HF_ENDPOINT")]
     pub hf_endpoint: Option<String>,
+    /// A folder of textual-inversion embeddings (`.safetensors`, A1111 or SDXL format); repeatable. A prompt
+    /// word equal to a file's name (without extension) is replaced by its vectors.
+    #[arg(
+        long = "embeddings-dir",
+        env = "SD_EMBEDDINGS_DIRS",
+        value_delimiter = ','
+    )]
+    pub embeddings_dirs: Vec<PathBuf>,
+    /// How prompts are read: `a1111` (weights, BREAK, [from:to:when], [a|b], any length in 75-token chunks)
+    /// or `plain` (the literal text, as diffusers: 77 tokens, longer is truncated with a warning). The server
+    /// default; native jobs may set `prompt_syntax` per request.
+    #[arg(long, env = "SD_PROMPT_SYNTAX", default_value = "a1111", value_parser = parse_prompt_syntax)]
+    pub prompt_syntax: sd_core::prompt::PromptSyntax,
+}
+
+fn parse_prompt_syntax(text: &str) -> Result<sd_core::prompt::PromptSyntax, String> {
+    sd_core::prompt::PromptSyntax::parse(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]

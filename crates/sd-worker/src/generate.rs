@@ -38,6 +38,7 @@ pub fn load_options(model: &ModelArgs) -> anyhow::Result<LoadOptions> {
         vae_memory_budget: model.vae_memory_budget.or_else(half_available_memory),
         flash_attention: model.flash_attention,
         conv_workspace_limit_mib: model.conv_workspace_limit_mib,
+        embedding_dirs: model.embeddings_dirs.clone(),
     })
 }
 
@@ -211,6 +212,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             negative_original_size: args.negative_original_size.map(|(w, h)| (h, w)),
             negative_target_size: args.negative_target_size.map(|(w, h)| (h, w)),
         },
+        prompt_syntax: args.model.prompt_syntax,
     };
     let bar = ProgressBar::new(request.steps as u64);
     bar.set_style(
@@ -226,6 +228,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         StepControl::Continue
     })?;
     bar.finish_and_clear();
+    for warning in &output.warnings {
+        tracing::warn!("{warning}");
+    }
     // Every PNG carries A1111's `parameters` text, so A1111, ComfyUI or any reader recovers the settings.
     let model_hash = hash_model(
         &args.model.model,

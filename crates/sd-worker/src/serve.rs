@@ -49,6 +49,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let version = env!("CARGO_PKG_VERSION").to_owned();
     let limits = Limits {
         max_body_bytes: usize::try_from(args.max_body_mb * 1024 * 1024).unwrap_or(usize::MAX),
+        default_prompt_syntax: args.model.prompt_syntax,
         ..Limits::default()
     };
     let config = ServerConfig {

@@ -216,15 +216,50 @@ impl ClipTextModel {
     /// Encodes `[batch, tokens]` ids. `skip` layers are dropped from the end (0 = last layer); `final_norm`
     /// applies the final layer norm to that layer's output, as SD 1.x/2.x pipelines do (SDXL does not).
     pub fn forward(&self, ids: &[Vec<u32>], skip: usize, final_norm: bool) -> Result<ClipOutput> {
+        self.forward_with_vectors(ids, &[], skip, final_norm)
+    }
+
+    /// Width of the token embeddings (and hidden states).
+    pub fn hidden_size(&self) -> usize {
+        self.token_embedding.hidden_size()
+    }
+
+    /// [`Self::forward`] with token embeddings replaced before the position embeddings are added: each
+    /// `(row, position, vectors [n, hidden])` overwrites `n` tokens of `row` from `position` (textual inversion,
+    /// as A1111's `EmbeddingsWithFixes`).
+    pub fn forward_with_vectors(
+        &self,
+        ids: &[Vec<u32>],
+        vectors: &[(usize, usize, Tensor)],
+        skip: usize,
+        final_norm: bool,
+    ) -> Result<ClipOutput> {
         let batch = ids.len();
         let n = ids.first().map(|v| v.len()).unwrap_or(0);
         let flat: Vec<u32> = ids.iter().flatten().copied().collect();
         let input = Tensor::from_vec(flat, (batch, n), &self.device)?;
         let positions = Tensor::arange(0u32, n as u32, &self.device)?;
-        let mut x = self
-            .token_embedding
-            .forward(&input)?
-            .broadcast_add(&self.position_embedding.forward(&positions)?)?;
+        let mut tokens = self.token_embedding.forward(&input)?;
+        for (row, position, v) in vectors {
+            let count = v.dim(0)?.min(n.saturating_sub(*position));
+            if count == 0 {
+                continue;
+            }
+            let v = v
+                .narrow(0, 0, count)?
+                .to_device(&self.device)?
+                .to_dtype(tokens.dtype())?
+                .unsqueeze(0)?;
+            tokens = tokens.slice_assign(
+                &[
+                    *row..*row + 1,
+                    *position..*position + count,
+                    0..self.hidden_size(),
+                ],
+                &v,
+            )?;
+        }
+        let mut x = tokens.broadcast_add(&self.position_embedding.forward(&positions)?)?;
         let mask = causal_mask(n, &self.device)?;
         let keep = self.layers.len().saturating_sub(skip);
         let mut selected = None;

@@ -113,6 +113,7 @@ impl Pipeline {
             clip_skip: 1,
             init: None,
             size_conditioning: SizeConditioning::default(),
+            prompt_syntax: crate::prompt::PromptSyntax::A1111,
         };
         self.validate(&req)?;
         let reps = spec.component_repeats;
@@ -140,6 +141,7 @@ impl Pipeline {
 
         phase(Some("UNet step"))?;
         let cond = self.conditioning(&req)?;
+        let cond = cond.at(0);
         let scheduler = self.scheduler_for(&req)?;
         let m = self.info.size_multiple;
         let shape = [
@@ -152,14 +154,14 @@ impl Pipeline {
         let t = scheduler.timesteps().first().copied().unwrap_or(999.0);
         let guidance = spec.guidance_scale;
         let unet_step_ms = self.repeat_ms(3, reps, || {
-            self.predict_noise(scheduler.as_ref(), &latents, t, &cond, guidance, None)
+            self.predict_noise(scheduler.as_ref(), &latents, t, cond, guidance, None)
         })?;
 
         let mut enqueue = Vec::with_capacity(reps.max(1));
         for _ in 0..reps.max(1) {
             self.device.synchronize()?;
             let start = Instant::now();
-            let out = self.predict_noise(scheduler.as_ref(), &latents, t, &cond, guidance, None)?;
+            let out = self.predict_noise(scheduler.as_ref(), &latents, t, cond, guidance, None)?;
             enqueue.push(start.elapsed().as_secs_f64() * 1000.0);
             drop(out);
             self.device.synchronize()?;
@@ -176,7 +178,7 @@ impl Pipeline {
                 "noise_pred".to_string(),
                 // The step a profiler attached with `--profile-from-start off` records.
                 f32(crate::fused::profiled(&self.device, || {
-                    self.predict_noise(scheduler.as_ref(), &latents, t, &cond, guidance, None)
+                    self.predict_noise(scheduler.as_ref(), &latents, t, cond, guidance, None)
                         .map_err(candle_core::Error::wrap)
                 })?)?,
             ),

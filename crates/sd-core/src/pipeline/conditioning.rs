@@ -5,16 +5,21 @@
 
 use candle_core::Tensor;
 
+use super::encode::EncodedSchedule;
 use super::{GenerateRequest, Pipeline};
 use crate::models::unet::AddedConditions;
 use crate::{CoreError, Result};
 
-/// Everything the UNet is conditioned on for one request. With guidance, batches hold the negative half first.
+/// Everything the UNet is conditioned on at one step. With guidance, batches hold the negative half first.
 pub(super) struct Conditioning {
+    /// `[negative; positive]` with guidance (`positive` alone when `uncond_context` is set), else positive.
     pub context: Tensor,
     pub guided: bool,
-    /// SDXL: pooled text embeddings `[B, pooled]` and `[B, 6]` time ids.
+    /// SDXL: pooled text embeddings `[B, pooled]` and `[B, 6]` time ids (negative half first with guidance).
     pub sdxl: Option<(Tensor, Tensor)>,
+    /// A negative context of another length than the positive (A1111 prompts of different chunk counts): the
+    /// UNet then runs once for each, as A1111 does with its default `pad_cond_uncond` off.
+    pub uncond_context: Option<Tensor>,
     /// UNets with `time_cond_proj_dim` (LCM-distilled): the guidance-scale embedding `[B, dim]` added to the
     /// time embedding (diffusers' `timestep_cond`).
     pub timestep_cond: Option<Tensor>,
@@ -31,6 +36,26 @@ impl Conditioning {
     }
 }
 
+/// The conditioning of every sampling step (prompt editing and alternation change it during sampling).
+pub(super) struct CondSchedule {
+    conds: Vec<Conditioning>,
+    /// Index into `conds` for each step (from 0); later steps use the last.
+    per_step: Vec<usize>,
+    pub warnings: Vec<String>,
+}
+
+impl CondSchedule {
+    pub fn at(&self, step: usize) -> &Conditioning {
+        let i = self
+            .per_step
+            .get(step)
+            .or(self.per_step.last())
+            .copied()
+            .unwrap_or(0);
+        &self.conds[i]
+    }
+}
+
 /// SDXL's size conditioning (diffusers' `original_size`, `crops_coords_top_left`, `target_size` and the
 /// negative variants), as (height, width) pairs; `None` = the output size.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -43,7 +68,7 @@ pub struct SizeConditioning {
 }
 
 impl Pipeline {
-    fn check_clip_skip(&self, clip_skip: usize) -> Result<()> {
+    pub(super) fn check_clip_skip(&self, clip_skip: usize) -> Result<()> {
         let layers = self.text_encoder.num_layers();
         if clip_skip == 0 || clip_skip >= layers {
             return Err(CoreError::InvalidInput(format!(
@@ -84,35 +109,100 @@ impl Pipeline {
         }
     }
 
-    /// The request's conditioning. A UNet with `time_cond_proj_dim` has guidance distilled into it: as in
-    /// diffusers (StableDiffusionPipeline and LatentConsistencyModelPipeline alike) it runs without
-    /// classifier-free guidance and gets the embedding of `guidance_scale - 1` instead.
-    pub(super) fn conditioning(&self, req: &GenerateRequest) -> Result<Conditioning> {
-        let Some(dim) = self.unet.config().time_cond_proj_dim else {
-            return self.text_conditioning(req, req.guidance_scale > 1.0);
+    /// The conditioning schedule of `req` over its sampling steps (`steps` model evaluations, A1111's count).
+    pub(super) fn conditioning(&self, req: &GenerateRequest) -> Result<CondSchedule> {
+        self.check_clip_skip(req.clip_skip)?;
+        let steps = req.steps * self.schedule_multiplier(req);
+        let syntax = req.prompt_syntax;
+        // A UNet with `time_cond_proj_dim` has guidance distilled into it: as in diffusers
+        // (StableDiffusionPipeline and LatentConsistencyModelPipeline alike) it runs without classifier-free
+        // guidance and gets the embedding of `guidance_scale - 1` instead.
+        let distilled = self.unet.config().time_cond_proj_dim;
+        let guided = req.guidance_scale > 1.0 && distilled.is_none();
+        let positive = self.encode_schedule(&req.prompt, syntax, steps, req.clip_skip)?;
+        let mut warnings = positive.warnings.clone();
+        let negative = if guided {
+            let mut n = self.encode_schedule(&req.negative_prompt, syntax, steps, req.clip_skip)?;
+            warnings.extend(n.warnings.iter().map(|w| format!("negative {w}")));
+            if req.negative_prompt.is_empty() && self.force_zeros_for_empty_prompt {
+                for c in &mut n.contexts {
+                    *c = c.zeros_like()?;
+                }
+                for p in n.pooled.iter_mut().flatten() {
+                    *p = p.zeros_like()?;
+                }
+            }
+            Some(n)
+        } else {
+            None
         };
-        let mut cond = self.text_conditioning(req, false)?;
-        let embedding = guidance_scale_embedding(req.guidance_scale - 1.0, dim, &self.device)?;
-        let batch = req.seeds.len();
-        cond.timestep_cond = Some(Tensor::cat(&vec![&embedding; batch], 0)?.to_dtype(self.dtype)?);
-        Ok(cond)
+        let mut pairs: Vec<(usize, usize)> = Vec::new();
+        let mut per_step = Vec::with_capacity(steps);
+        for step in 0..steps.max(1) {
+            let pair = (
+                positive.at(step),
+                negative.as_ref().map_or(0, |n| n.at(step)),
+            );
+            let index = pairs.iter().position(|p| *p == pair).unwrap_or_else(|| {
+                pairs.push(pair);
+                pairs.len() - 1
+            });
+            per_step.push(index);
+        }
+        let mut conds = pairs
+            .iter()
+            .map(|&(p, n)| self.assemble(req, &positive, p, negative.as_ref().map(|s| (s, n))))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(dim) = distilled {
+            let embedding = guidance_scale_embedding(req.guidance_scale - 1.0, dim, &self.device)?;
+            let batch = Tensor::cat(&vec![&embedding; req.seeds.len()], 0)?.to_dtype(self.dtype)?;
+            for cond in &mut conds {
+                cond.timestep_cond = Some(batch.clone());
+            }
+        }
+        Ok(CondSchedule {
+            conds,
+            per_step,
+            warnings,
+        })
     }
 
-    fn text_conditioning(&self, req: &GenerateRequest, guided: bool) -> Result<Conditioning> {
+    /// Model evaluations per step in A1111's counting: second-order samplers count double.
+    fn schedule_multiplier(&self, req: &GenerateRequest) -> usize {
+        match req.sampler.unwrap_or(self.default_sampler) {
+            crate::schedulers::SamplerKind::Heun => 2,
+            _ => 1,
+        }
+    }
+
+    /// One step's conditioning from entry `p` of the positive schedule and entry `n` of the negative one.
+    fn assemble(
+        &self,
+        req: &GenerateRequest,
+        positive: &EncodedSchedule,
+        p: usize,
+        negative: Option<(&EncodedSchedule, usize)>,
+    ) -> Result<Conditioning> {
         let batch = req.seeds.len();
         let repeat = |t: &Tensor| -> Result<Tensor> { Ok(Tensor::cat(&vec![t; batch], 0)?) };
-        let (positive, pooled) = self.encode_prompt_pooled(&req.prompt, req.clip_skip)?;
-        let Some(pooled) = pooled else {
-            let context = if guided {
-                let negative = self.encode_prompt(&req.negative_prompt, req.clip_skip)?;
-                Tensor::cat(&[repeat(&negative)?, repeat(&positive)?], 0)?
+        let pos_context = &positive.contexts[p];
+        let pairs = |neg: &Tensor, pos: &Tensor| -> Result<(Tensor, Option<Tensor>)> {
+            if neg.dim(1)? == pos.dim(1)? {
+                Ok((Tensor::cat(&[repeat(neg)?, repeat(pos)?], 0)?, None))
             } else {
-                repeat(&positive)?
-            };
+                Ok((repeat(pos)?, Some(repeat(neg)?)))
+            }
+        };
+        let (context, uncond_context) = match negative {
+            Some((n, i)) => pairs(&n.contexts[i], pos_context)?,
+            None => (repeat(pos_context)?, None),
+        };
+        let Some(pooled) = &positive.pooled[p] else {
             return Ok(Conditioning {
                 context,
-                guided,
+                guided: negative.is_some(),
                 sdxl: None,
+                uncond_context,
                 timestep_cond: None,
             });
         };
@@ -123,24 +213,18 @@ impl Pipeline {
             sizes.crop_top_left,
             sizes.target_size.unwrap_or(out_size),
         )?;
-        if !guided {
+        let Some((n, i)) = negative else {
             return Ok(Conditioning {
-                context: repeat(&positive)?,
-                guided,
-                sdxl: Some((repeat(&pooled)?, repeat(&time_ids)?)),
+                context,
+                guided: false,
+                sdxl: Some((repeat(pooled)?, repeat(&time_ids)?)),
+                uncond_context,
                 timestep_cond: None,
             });
-        }
-        let (negative, negative_pooled) =
-            if req.negative_prompt.is_empty() && self.force_zeros_for_empty_prompt {
-                (positive.zeros_like()?, pooled.zeros_like()?)
-            } else {
-                let (n, p) = self.encode_prompt_pooled(&req.negative_prompt, req.clip_skip)?;
-                let p = p.ok_or_else(|| {
-                    CoreError::InvalidInput("second text encoder gave no pooled output".into())
-                })?;
-                (n, p)
-            };
+        };
+        let negative_pooled = n.pooled[i].as_ref().ok_or_else(|| {
+            CoreError::InvalidInput("second text encoder gave no pooled output".into())
+        })?;
         let negative_time_ids = self.time_ids(
             sizes
                 .negative_original_size
@@ -153,12 +237,13 @@ impl Pipeline {
                 .unwrap_or(out_size),
         )?;
         Ok(Conditioning {
-            context: Tensor::cat(&[repeat(&negative)?, repeat(&positive)?], 0)?,
-            guided,
+            context,
+            guided: true,
             sdxl: Some((
-                Tensor::cat(&[repeat(&negative_pooled)?, repeat(&pooled)?], 0)?,
+                Tensor::cat(&[repeat(negative_pooled)?, repeat(pooled)?], 0)?,
                 Tensor::cat(&[repeat(&negative_time_ids)?, repeat(&time_ids)?], 0)?,
             )),
+            uncond_context,
             timestep_cond: None,
         })
     }
@@ -174,7 +259,6 @@ impl Pipeline {
         Ok(Tensor::from_vec(values.to_vec(), (1, 6), &self.device)?.to_dtype(self.dtype)?)
     }
 }
-
 /// diffusers' `get_guidance_scale_embedding(w, embedding_dim)` for one `w`: `[1, dim]` f32, the sines then the
 /// cosines of `1000 w` at frequencies `10000^(-i / (dim/2 - 1))`, zero-padded to an odd `dim`.
 pub(crate) fn guidance_scale_embedding(

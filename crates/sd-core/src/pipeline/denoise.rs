@@ -6,8 +6,9 @@ use std::time::Instant;
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 
-use super::conditioning::Conditioning;
+use super::conditioning::{CondSchedule, Conditioning};
 use super::{GenerateOutput, GenerateRequest, Pipeline, StepControl, StepEvent, Timings};
+use crate::models::unet::AddedConditions;
 use crate::rng::BatchRng;
 use crate::schedulers::{build_scheduler, Scheduler};
 use crate::{CoreError, Result};
@@ -58,6 +59,38 @@ impl Pipeline {
             Some(extra) => Tensor::cat(&[&scaled, extra], 1)?,
             None => scaled,
         };
+        if let (true, Some(uncond_context)) = (cond.guided, &cond.uncond_context) {
+            // Contexts of different lengths cannot share a batch: one UNet call each (A1111's default).
+            let batch = latents.dim(0)?;
+            let half = |start: usize| -> Result<Option<(Tensor, Tensor)>> {
+                cond.sdxl
+                    .as_ref()
+                    .map(|(e, t)| Ok((e.narrow(0, start, batch)?, t.narrow(0, start, batch)?)))
+                    .transpose()
+            };
+            let (neg_added, pos_added) = (half(0)?, half(batch)?);
+            fn as_added(a: &Option<(Tensor, Tensor)>) -> Option<AddedConditions<'_>> {
+                a.as_ref().map(|(text_embeds, time_ids)| AddedConditions {
+                    text_embeds,
+                    time_ids,
+                })
+            }
+            let uncond = self.unet.forward(
+                &scaled,
+                t,
+                uncond_context,
+                as_added(&neg_added).as_ref(),
+                None,
+            )?;
+            let text = self.unet.forward(
+                &scaled,
+                t,
+                &cond.context,
+                as_added(&pos_added).as_ref(),
+                None,
+            )?;
+            return Ok((&uncond + ((text - &uncond)? * guidance)?)?);
+        }
         if cond.guided {
             let input = Tensor::cat(&[&scaled, &scaled], 0)?;
             let out = self
@@ -85,7 +118,7 @@ impl Pipeline {
         &self,
         scheduler: &mut dyn Scheduler,
         mut latents: Tensor,
-        cond: &Conditioning,
+        cond: &CondSchedule,
         req: &GenerateRequest,
         rng: &mut BatchRng,
         extra_channels: Option<&Tensor>,
@@ -101,7 +134,7 @@ impl Pipeline {
                 scheduler,
                 &latents,
                 t,
-                cond,
+                cond.at(i - begin),
                 req.guidance_scale,
                 extra_channels,
             )?;
@@ -196,6 +229,7 @@ impl Pipeline {
             seeds: req.seeds.clone(),
             timings: timings(started, text_done, denoised),
             vae_tiled,
+            warnings: cond.warnings.clone(),
         })
     }
 }

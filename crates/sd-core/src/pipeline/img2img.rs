@@ -146,6 +146,7 @@ impl Pipeline {
             seeds: req.seeds.clone(),
             timings: timings(started, text_done, denoised),
             vae_tiled,
+            warnings: cond.warnings.clone(),
         })
     }
 
@@ -153,7 +154,7 @@ impl Pipeline {
         &self,
         req: &GenerateRequest,
         init: &InitImage,
-        cond: &super::conditioning::Conditioning,
+        cond: &super::conditioning::CondSchedule,
         on_step: &mut dyn FnMut(&StepEvent<'_>) -> StepControl,
     ) -> Result<Tensor> {
         let batch = req.seeds.len();
@@ -188,7 +189,7 @@ impl Pipeline {
         req: &GenerateRequest,
         init: &InitImage,
         mask: &GrayImage,
-        cond: &super::conditioning::Conditioning,
+        cond: &super::conditioning::CondSchedule,
         on_step: &mut dyn FnMut(&StepEvent<'_>) -> StepControl,
     ) -> Result<Tensor> {
         let batch = req.seeds.len();

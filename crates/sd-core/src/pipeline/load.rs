@@ -40,6 +40,8 @@ pub struct Pipeline {
     pub(super) vae_tiling: super::VaeTiling,
     pub(super) vae_memory_budget: Option<u64>,
     pub(super) info: ModelInfo,
+    /// Textual-inversion embeddings usable with this model's text encoders.
+    pub(super) embeddings: crate::prompt::EmbeddingStore,
     /// Weight files per component, kept to report unused tensors.
     weights: Vec<(String, Arc<WeightFiles>)>,
 }
@@ -143,12 +145,30 @@ impl Pipeline {
             default_sampler: default_sampler.name().to_string(),
             size_multiple,
             inpainting: unet_config.in_channels == 9,
+            embeddings: Default::default(),
         };
         // Loading leaves freed staging memory in the pool (the separate q/k/v weights that were concatenated,
         // f32 copies of half weights): hand it back so it does not count towards the process for good.
         crate::fused::release_cached_memory(&device)?;
         tracing::info!(model = %info.model, family, device = %info.device, dtype = %info.dtype, "model loaded");
+        let embeddings = crate::prompt::EmbeddingStore::load(
+            &options.embedding_dirs,
+            (
+                text_encoder.model.hidden_size(),
+                second.as_ref().map(|(_, e)| e.model.hidden_size()),
+            ),
+        )?;
+        if !options.embedding_dirs.is_empty() {
+            tracing::info!(
+                loaded = embeddings.loaded.len(),
+                skipped = embeddings.skipped.len(),
+                "textual-inversion embeddings"
+            );
+        }
+        let mut info = info;
+        info.embeddings = embeddings.listing();
         Ok(Self {
+            embeddings,
             previewer: LatentPreviewer::for_family(family, vae_config.latent_channels),
             weights: [
                 Some(("text_encoder".to_string(), text_encoder.weights)),
@@ -202,6 +222,22 @@ impl Pipeline {
 
     pub fn tokenizer(&self) -> &ClipTokenizer {
         &self.tokenizer
+    }
+
+    /// The textual-inversion embeddings loaded from the embedding folders.
+    pub fn embeddings(&self) -> &crate::prompt::EmbeddingStore {
+        &self.embeddings
+    }
+
+    /// Re-reads the embedding folders (A1111's `refresh-embeddings`).
+    pub fn reload_embeddings(&mut self, dirs: &[std::path::PathBuf]) -> Result<()> {
+        let widths = (
+            self.text_encoder.hidden_size(),
+            self.second_text.as_ref().map(|(_, e)| e.hidden_size()),
+        );
+        self.embeddings = crate::prompt::EmbeddingStore::load(dirs, widths)?;
+        self.info.embeddings = self.embeddings.listing();
+        Ok(())
     }
 
     pub fn device(&self) -> &Device {

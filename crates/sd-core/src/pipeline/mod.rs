@@ -4,6 +4,7 @@
 pub mod bench;
 mod conditioning;
 mod denoise;
+mod encode;
 pub mod img2img;
 mod load;
 pub mod preview;
@@ -13,6 +14,7 @@ use candle_core::Tensor;
 use image::{GrayImage, RgbImage};
 
 pub use self::conditioning::SizeConditioning;
+pub use self::encode::ScheduledContext;
 pub use self::load::Pipeline;
 use crate::schedulers::SamplerKind;
 use crate::{CoreError, Result};
@@ -52,6 +54,8 @@ pub struct LoadOptions {
     pub flash_attention: bool,
     /// The most scratch memory (MiB) one cuDNN convolution may use; process-wide. `None`: cuDNN's choice.
     pub conv_workspace_limit_mib: Option<usize>,
+    /// Folders of textual-inversion embeddings (`.safetensors`), read at load.
+    pub embedding_dirs: Vec<std::path::PathBuf>,
 }
 
 /// Tiled VAE decoding and encoding (diffusers' `enable_vae_tiling`): bounded memory for large images at the
@@ -94,6 +98,7 @@ impl Default for LoadOptions {
             vae_memory_budget: None,
             flash_attention: true,
             conv_workspace_limit_mib: None,
+            embedding_dirs: Vec::new(),
         }
     }
 }
@@ -115,6 +120,9 @@ pub struct ModelInfo {
     pub size_multiple: usize,
     /// The UNet takes masked-image latents (in_channels 9): an inpainting checkpoint.
     pub inpainting: bool,
+    /// Textual-inversion embeddings from the embedding folders (served by the embeddings routes).
+    #[serde(skip)]
+    pub embeddings: crate::prompt::EmbeddingListing,
 }
 
 /// Start from a picture: img2img, or inpainting when `mask` is set (white = repaint).
@@ -146,6 +154,8 @@ pub struct GenerateRequest {
     pub init: Option<InitImage>,
     /// SDXL size/crop conditioning; ignored by other families.
     pub size_conditioning: SizeConditioning,
+    /// How the prompts are read: A1111's syntax (default) or diffusers' plain 77 tokens.
+    pub prompt_syntax: crate::prompt::PromptSyntax,
 }
 
 /// Sent after every denoising step. Returning [`StepControl::Stop`] ends the run with [`CoreError::Cancelled`].
@@ -184,6 +194,8 @@ pub struct GenerateOutput {
     pub timings: Timings,
     /// Whether the VAE decoded these images in tiles (blended seams; not what diffusers' default gives).
     pub vae_tiled: bool,
+    /// Things the caller should know that did not stop the job (e.g. a plain prompt that was truncated).
+    pub warnings: Vec<String>,
 }
 
 impl DeviceSpec {

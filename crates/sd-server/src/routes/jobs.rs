@@ -73,6 +73,12 @@ pub struct JobResultView {
     /// The VAE decoded in tiles (with `vae_tiling` auto only when the whole decode did not fit in memory):
     /// seams are blended, so the image differs slightly from a whole decode of the same settings.
     pub vae_tiled: bool,
+    /// The prompts exactly as sent (A1111 syntax and tags included), as the PNG metadata carries them.
+    pub prompt: String,
+    pub negative_prompt: String,
+    /// Things that did not fail the job but change its meaning, e.g. a plain-syntax prompt cut at 77 tokens.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -105,6 +111,9 @@ impl From<JobSnapshot> for JobView {
                 .collect(),
             seeds: job.seeds.clone(),
             vae_tiled: job.vae_tiled.unwrap_or(false),
+            prompt: job.prompt.clone().unwrap_or_default().0,
+            negative_prompt: job.prompt.clone().unwrap_or_default().1,
+            warnings: job.warnings.clone(),
         });
         Self {
             position: job.position,

@@ -25,6 +25,7 @@ pub fn public_routes() -> Router<AppState> {
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/info", get(info))
+        .route("/v1/embeddings", get(embeddings))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
 }
@@ -135,6 +136,59 @@ pub async fn ready(State(app): State<AppState>) -> Response {
         ),
     };
     (code, Json(body)).into_response()
+}
+
+/// One textual-inversion embedding the model can use.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmbeddingView {
+    /// The word that stands for it in prompts (its file name without extension).
+    pub name: String,
+    /// Tokens it takes in the prompt.
+    pub vectors: usize,
+    /// Width of its vectors (both encoders' together for SDXL).
+    pub shape: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SkippedEmbeddingView {
+    pub name: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Embeddings {
+    pub embeddings: Vec<EmbeddingView>,
+    /// Files in the embedding folders that this model cannot use, and why.
+    pub skipped: Vec<SkippedEmbeddingView>,
+}
+
+/// The textual-inversion embeddings loaded from `--embeddings-dir`.
+#[utoipa::path(get, path = "/v1/embeddings", tag = "system",
+    responses((status = 200, body = Embeddings), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn embeddings(State(app): State<AppState>) -> Result<Json<Embeddings>, ApiError> {
+    let Some(model) = app.engine.model_info() else {
+        return Err(not_ready(app.engine.readiness()));
+    };
+    let listing = &model.embeddings;
+    Ok(Json(Embeddings {
+        embeddings: listing
+            .loaded
+            .iter()
+            .map(|(name, info)| EmbeddingView {
+                name: name.clone(),
+                vectors: info.vectors,
+                shape: info.shape,
+            })
+            .collect(),
+        skipped: listing
+            .reasons
+            .iter()
+            .map(|(name, reason)| SkippedEmbeddingView {
+                name: name.clone(),
+                reason: reason.clone(),
+            })
+            .collect(),
+    }))
 }
 
 /// The model, its defaults, samplers, request limits and the queue.

@@ -42,6 +42,10 @@ pub struct JobBody {
     pub batch: Option<i64>,
     /// 1 = last CLIP layer (default), 2 = penultimate.
     pub clip_skip: Option<i64>,
+    /// `a1111` (A1111's weights, `BREAK`, `[from:to:when]`, `[a|b]`, any length in 75-token chunks) or
+    /// `plain` (the literal text, 77 tokens as diffusers; a truncation is reported in the result's
+    /// `warnings`). Default: the server's `--prompt-syntax` (a1111).
+    pub prompt_syntax: Option<String>,
     /// `image_transform`: the starting picture, base64 PNG/JPEG/WebP (a `data:` URL is fine).
     pub input_image: Option<String>,
     /// `image_inpaint`: the picture to repaint, base64.

@@ -8,6 +8,7 @@ mod image;
 pub use body::{parse_job_body, JobBody, OperationName};
 
 use sd_core::pipeline::{GenerateRequest, InitImage, ModelInfo};
+use sd_core::prompt::PromptSyntax;
 use sd_engine::samplers::parse_sampler;
 use sd_engine::{JobRequest, Operation};
 use serde::Serialize;
@@ -35,6 +36,10 @@ pub struct Limits {
     /// Bytes the decoder may allocate for one input image.
     pub max_input_alloc: u64,
     pub max_body_bytes: usize,
+    /// How prompts are read when a request does not say (`--prompt-syntax`); the A1111 and OpenAI routes
+    /// always use it.
+    #[schema(value_type = String)]
+    pub default_prompt_syntax: PromptSyntax,
 }
 
 impl Default for Limits {
@@ -53,6 +58,7 @@ impl Default for Limits {
             max_input_side: 4096,
             max_input_alloc: 256 * 1024 * 1024,
             max_body_bytes: 32 * 1024 * 1024,
+            default_prompt_syntax: PromptSyntax::default(),
         }
     }
 }
@@ -91,6 +97,16 @@ pub fn validate(body: JobBody, model: &ModelInfo, limits: &Limits) -> Result<Val
         limits.max_steps,
     )?;
     let guidance_scale = guidance(body.guidance_scale, model.default_guidance, limits)?;
+    let prompt_syntax = match body.prompt_syntax.as_deref() {
+        None => limits.default_prompt_syntax,
+        Some(text) => PromptSyntax::parse(text).map_err(|_| {
+            FieldError::new(
+                "invalid_prompt_syntax",
+                "prompt_syntax",
+                format!("prompt_syntax `{text}` is not known: use \"a1111\" or \"plain\""),
+            )
+        })?,
+    };
     let batch = in_range("batch", "invalid_batch", body.batch, 1, 1, limits.max_batch)?;
     let clip_skip = in_range(
         "clip_skip",
@@ -225,6 +241,7 @@ pub fn validate(body: JobBody, model: &ModelInfo, limits: &Limits) -> Result<Val
             clip_skip: clip_skip as usize,
             init,
             size_conditioning: Default::default(),
+            prompt_syntax,
         },
     }))
 }

@@ -264,6 +264,7 @@ mod tests {
             clip_skip: 1,
             init: None,
             size_conditioning: Default::default(),
+            prompt_syntax: Default::default(),
         }
     }
 

@@ -252,9 +252,14 @@ pub async fn memory() -> Json<Value> {
     Json(json!({"ram": ram(), "cuda": {"error": "not reported by sd-worker"}}))
 }
 
-#[utoipa::path(get, path = "/sdapi/v1/embeddings", tag = "a1111", responses((status = 200, description = "`{loaded: {}, skipped: {}}`", body = Object)))]
-pub async fn embeddings() -> Json<Value> {
-    Json(json!({"loaded": {}, "skipped": {}}))
+#[utoipa::path(get, path = "/sdapi/v1/embeddings", tag = "a1111", responses((status = 200, description = "The textual-inversion embeddings of `--embeddings-dir`: `{loaded: {NAME: {step, sd_checkpoint, sd_checkpoint_name, shape, vectors}}, skipped: {...}}` (empty while the model loads)", body = Object)))]
+pub async fn embeddings(State(app): State<AppState>) -> Json<Value> {
+    let listing = app
+        .engine
+        .model_info()
+        .map(|model| model.embeddings.clone())
+        .unwrap_or_default();
+    Json(serde_json::to_value(&listing).unwrap_or_else(|_| json!({"loaded": {}, "skipped": {}})))
 }
 
 #[utoipa::path(get, path = "/sdapi/v1/scripts", tag = "a1111", responses((status = 200, description = "`{txt2img: [], img2img: []}`", body = Object)))]
