@@ -141,8 +141,20 @@ impl Pipeline {
         Ok(((image / 2.0)? + 0.5)?.clamp(0f32, 1f32)?)
     }
 
-    /// Text-to-image (and, with `init`, image-to-image or inpainting).
+    /// Text-to-image (and, with `init`, image-to-image or inpainting). `<lora:NAME:WEIGHT>` tags in the
+    /// prompt are taken out of the text and their LoRAs applied for this run (see [`crate::adapters`]).
     pub fn generate(
+        &self,
+        req: &GenerateRequest,
+        on_step: &mut dyn FnMut(&StepEvent<'_>) -> StepControl,
+    ) -> Result<GenerateOutput> {
+        let (req, loras) = self.prepare_loras(req)?;
+        let mut output = self.generate_base(&req, on_step)?;
+        output.loras = loras;
+        Ok(output)
+    }
+
+    fn generate_base(
         &self,
         req: &GenerateRequest,
         on_step: &mut dyn FnMut(&StepEvent<'_>) -> StepControl,
@@ -177,6 +189,7 @@ impl Pipeline {
             images,
             seeds: req.seeds.clone(),
             timings: timings(started, text_done, denoised),
+            loras: Default::default(),
         })
     }
 }

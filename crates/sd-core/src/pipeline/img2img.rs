@@ -144,6 +144,7 @@ impl Pipeline {
             images,
             seeds: req.seeds.clone(),
             timings: timings(started, text_done, denoised),
+            loras: Default::default(),
         })
     }
 

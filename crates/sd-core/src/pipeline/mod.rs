@@ -6,6 +6,7 @@ mod conditioning;
 mod denoise;
 pub mod img2img;
 mod load;
+mod loras;
 pub mod preview;
 
 use candle_core::Tensor;
@@ -187,6 +188,8 @@ pub struct GenerateOutput {
     pub images: Vec<RgbImage>,
     pub seeds: Vec<u64>,
     pub timings: Timings,
+    /// The LoRAs the run applied (from the prompt's tags) and any warnings about them.
+    pub loras: crate::adapters::AppliedLoras,
 }
 
 impl DeviceSpec {
