@@ -150,7 +150,10 @@ impl LoraTargets {
     fn deltas(
         &self,
         loras: &[LoraUse],
-    ) -> Result<(BTreeMap<(Component, String), (Tensor, Tensor)>, AppliedLoras)> {
+    ) -> Result<(
+        BTreeMap<(Component, String), (Tensor, Tensor)>,
+        AppliedLoras,
+    )> {
         let mut deltas: BTreeMap<(Component, String), (Tensor, Tensor)> = BTreeMap::new();
         let mut applied = AppliedLoras::default();
         for lora in loras {

@@ -26,7 +26,10 @@ impl LoraTag {
         if self.te_weight == self.unet_weight {
             format!("<lora:{}:{}>", self.name, self.te_weight)
         } else {
-            format!("<lora:{}:{}:{}>", self.name, self.te_weight, self.unet_weight)
+            format!(
+                "<lora:{}:{}:{}>",
+                self.name, self.te_weight, self.unet_weight
+            )
         }
     }
 }

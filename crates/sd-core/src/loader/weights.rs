@@ -117,7 +117,7 @@ impl WeightFiles {
             }
         }
         if let Ok(mut used) = self.used.lock() {
-            used.insert(full);
+            used.insert(full.clone());
         }
         let tensor = tensor.to_dtype(dtype)?.to_device(device)?;
         crate::adapters::apply::record(&full, &tensor);

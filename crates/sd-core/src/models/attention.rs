@@ -71,12 +71,19 @@ impl Attention {
         let fuse = vb.device().is_cuda();
         // LoRAs change the weights the layers use: with fused projections those are views into the fused one.
         let record = |name: &str, layer: &Linear| {
-            crate::adapters::apply::record(&format!("{}.weight", vb.pp(name).prefix()), layer.weight())
+            crate::adapters::apply::record(
+                &format!("{}.weight", vb.pp(name).prefix()),
+                layer.weight(),
+            )
         };
         if fuse && self_attention {
             let w = Tensor::cat(&[&wq, &wk, &wv], 0)?;
             let b = cat_bias(&[&bq, &bk, &bv])?;
-            let (to_q, to_k, to_v) = (view(&w, &b, 0)?, view(&w, &b, inner)?, view(&w, &b, 2 * inner)?);
+            let (to_q, to_k, to_v) = (
+                view(&w, &b, 0)?,
+                view(&w, &b, inner)?,
+                view(&w, &b, 2 * inner)?,
+            );
             record("to_q", &to_q);
             record("to_k", &to_k);
             record("to_v", &to_v);

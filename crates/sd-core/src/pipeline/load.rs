@@ -7,9 +7,9 @@ use std::sync::Arc;
 use candle_core::{DType, Device};
 
 use super::preview::LatentPreviewer;
+use super::{DTypeSpec, LoadOptions, ModelInfo};
 use crate::adapters::apply::capture;
 use crate::adapters::{Component, LoraLibrary, LoraTargets};
-use super::{DTypeSpec, LoadOptions, ModelInfo};
 use crate::loader::components::{load_text_encoder, load_unet, load_vae};
 use crate::loader::weights::WeightFiles;
 use crate::loader::ModelFolder;
