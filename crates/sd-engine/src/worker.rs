@@ -259,6 +259,7 @@ fn encode_output(
             if let Some(&seed) = generated.seeds.get(index) {
                 params.seed = seed;
             }
+            metadata::lora_hash::add_lora_hashes(&mut params, &generated.loras);
             let infotext = params.to_infotext().to_text();
             metadata::encode_png(image, Some(&infotext))
                 .map(Bytes::from)

@@ -86,6 +86,11 @@ pub struct ModelArgs {
     /// A VAE folder (config.json + safetensors) to use instead of the model's, e.g. an fp16-fixed SDXL VAE.
     #[arg(long, env = "SD_VAE")]
     pub vae: Option<PathBuf>,
+    /// A folder of LoRA `.safetensors` files (kohya/A1111, LoCon/LyCORIS, diffusers/PEFT), used by
+    /// `<lora:NAME:WEIGHT>` in prompts; NAME is the file name without `.safetensors`. Repeatable (env:
+    /// comma-separated); the first folder wins a name clash.
+    #[arg(long = "lora-dir", env = "SD_LORA_DIRS", value_delimiter = ',')]
+    pub lora_dir: Vec<PathBuf>,
     /// Tiled VAE decoding and encoding: `auto` (only images over 4x the model's training area), `on` (any
     /// image larger than one tile, as diffusers' enable_vae_tiling) or `off` (never; diffusers' default).
     #[arg(long, env = "SD_VAE_TILING", default_value = "auto")]

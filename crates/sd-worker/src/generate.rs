@@ -86,7 +86,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let init = load_init(&args)?;
     let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", args.model.model));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-    let pipeline = Pipeline::load(&args.model.model, &options)?;
+    let mut pipeline = Pipeline::load(&args.model.model, &options)?;
+    pipeline.set_lora_library(sd_core::adapters::LoraLibrary::new(args.model.lora_dir.clone()));
     spinner.finish_and_clear();
     let info = pipeline.info().clone();
     let (mut width, mut height) = (
@@ -149,7 +150,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         .or_else(|| SamplerKind::parse(&info.default_sampler).ok())
         .unwrap_or(SamplerKind::Euler);
     for (i, image) in output.images.iter().enumerate() {
-        let params = GenerationParams {
+        let mut params = GenerationParams {
             prompt: request.prompt.clone(),
             negative_prompt: request.negative_prompt.clone(),
             steps: request.steps,
@@ -165,6 +166,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             extra: Vec::new(),
             version: Some(format!("sd-worker {}", env!("CARGO_PKG_VERSION"))),
         };
+        sd_engine::metadata::lora_hash::add_lora_hashes(&mut params, &output.loras);
         let png = encode_png(image, Some(&params.to_infotext().to_text()))?;
         let path = output_path(&args.out, i);
         std::fs::write(&path, png).with_context(|| format!("cannot write {}", path.display()))?;

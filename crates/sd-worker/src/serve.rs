@@ -192,6 +192,7 @@ fn loader(model: &ModelArgs) -> anyhow::Result<Loader> {
     Ok(sd_engine::pipeline_loader(
         model.model.clone(),
         crate::generate::load_options(model)?,
+        sd_core::adapters::LoraLibrary::new(model.lora_dir.clone()),
     ))
 }
 
