@@ -15,6 +15,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Reported by `/v1/info` and the heartbeat.
     pub version: String,
+    /// The `--lora-dir` folders: `GET /v1/loras` and the check of `<lora:...>` tags at submission.
+    pub loras: sd_core::adapters::LoraLibrary,
 }
 
 impl Default for ServerConfig {
@@ -24,6 +26,7 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             limits: Limits::default(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            loras: Default::default(),
         }
     }
 }

@@ -53,6 +53,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cors_origins: args.cors_origins.clone(),
         limits,
         version: version.clone(),
+        loras: sd_core::adapters::LoraLibrary::new(args.model.lora_dir.clone()),
     };
     let app = sd_server::app(AppState::new(engine.clone(), config))?;
 

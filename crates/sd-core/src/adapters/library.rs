@@ -29,6 +29,12 @@ pub struct LoraLibrary {
     cache: Arc<Mutex<Vec<CacheSlot>>>,
 }
 
+impl std::fmt::Debug for LoraLibrary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoraLibrary").field("dirs", &self.dirs).finish()
+    }
+}
+
 impl LoraLibrary {
     pub fn new(dirs: Vec<PathBuf>) -> Self {
         Self {
