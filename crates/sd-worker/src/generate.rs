@@ -87,7 +87,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", args.model.model));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let mut pipeline = Pipeline::load(&args.model.model, &options)?;
-    pipeline.set_lora_library(sd_core::adapters::LoraLibrary::new(args.model.lora_dir.clone()));
+    pipeline.set_lora_library(sd_core::adapters::LoraLibrary::new(
+        args.model.lora_dir.clone(),
+    ));
     spinner.finish_and_clear();
     let info = pipeline.info().clone();
     let (mut width, mut height) = (

@@ -31,7 +31,9 @@ pub struct LoraLibrary {
 
 impl std::fmt::Debug for LoraLibrary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoraLibrary").field("dirs", &self.dirs).finish()
+        f.debug_struct("LoraLibrary")
+            .field("dirs", &self.dirs)
+            .finish()
     }
 }
 

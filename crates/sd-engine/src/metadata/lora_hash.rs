@@ -90,7 +90,10 @@ mod tests {
             }],
             warnings: vec![],
         };
-        assert_eq!(lora_hashes(&applied).unwrap(), format!("x: {}", &expected[..12]));
+        assert_eq!(
+            lora_hashes(&applied).unwrap(),
+            format!("x: {}", &expected[..12])
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }
