@@ -2,6 +2,8 @@
 //! tags match diffusers' load_lora_weights + fuse_lora(lora_scale=0.8) within 2/255; a LoCon (3x3 with
 //! lora_mid, 1x1) file matches a direct weight merge; the base model afterwards is bit-identical.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on broken fixtures
+
 mod common;
 
 use sd_core::adapters::LoraLibrary;
