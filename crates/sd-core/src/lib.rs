@@ -4,6 +4,7 @@
 //! noise from [`rng`]) -> [`models::vae`] -> RGB images. [`loader`] turns a diffusers folder or hub id into
 //! weights and configs; [`pipeline`] strings the pieces together.
 
+pub mod adapters;
 pub mod error;
 pub mod fused;
 pub mod loader;

@@ -100,7 +100,11 @@ impl Backend for HashedPipeline {
 
 /// A loader for the real inference core. The weights are hashed on a second thread while the model loads
 /// (offline, so the two never download the same files; a model fetched by this load is hashed after it).
-pub fn pipeline_loader(model: String, options: sd_core::pipeline::LoadOptions) -> Loader {
+pub fn pipeline_loader(
+    model: String,
+    options: sd_core::pipeline::LoadOptions,
+    loras: sd_core::adapters::LoraLibrary,
+) -> Loader {
     Box::new(move || {
         let offline = sd_core::loader::hub::HubOptions {
             offline: true,
@@ -112,8 +116,9 @@ pub fn pipeline_loader(model: String, options: sd_core::pipeline::LoadOptions) -
                 .name("sd-model-hash".into())
                 .spawn(move || crate::metadata::hash_model(&model, variant.as_deref(), &hub))
         };
-        let pipeline = Pipeline::load(&model, &options)
+        let mut pipeline = Pipeline::load(&model, &options)
             .map_err(|error| format!("cannot load model {model}: {error}"))?;
+        pipeline.set_lora_library(loras);
         let hash = hashing
             .ok()
             .and_then(|handle| handle.join().ok().flatten())

@@ -104,6 +104,7 @@ impl Backend for FakeBackend {
         Ok(GenerateOutput {
             images,
             seeds: request.seeds.clone(),
+            loras: Default::default(),
             timings: Timings {
                 denoise_ms: total_ms,
                 total_ms,

@@ -263,6 +263,7 @@ fn encode_output(
             if generated.vae_tiled {
                 params.extra.push(metadata::vae_tiled_param());
             }
+            metadata::lora_hash::add_lora_hashes(&mut params, &generated.loras);
             let infotext = params.to_infotext().to_text();
             metadata::encode_png(image, Some(&infotext))
                 .map(Bytes::from)

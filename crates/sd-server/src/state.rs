@@ -19,6 +19,8 @@ pub struct ServerConfig {
     pub body_timeout: Option<std::time::Duration>,
     /// Reported by `/v1/info` and the heartbeat.
     pub version: String,
+    /// The `--lora-dir` folders: `GET /v1/loras` and the check of `<lora:...>` tags at submission.
+    pub loras: sd_core::adapters::LoraLibrary,
 }
 
 impl Default for ServerConfig {
@@ -30,6 +32,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             body_timeout: Some(std::time::Duration::from_secs(60)),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            loras: Default::default(),
         }
     }
 }

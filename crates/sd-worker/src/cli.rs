@@ -88,6 +88,11 @@ pub struct ModelArgs {
     /// A VAE folder (config.json + safetensors) to use instead of the model's, e.g. an fp16-fixed SDXL VAE.
     #[arg(long, env = "SD_VAE")]
     pub vae: Option<PathBuf>,
+    /// A folder of LoRA `.safetensors` files (kohya/A1111, LoCon/LyCORIS, diffusers/PEFT), used by
+    /// `<lora:NAME:WEIGHT>` in prompts; NAME is the file name without `.safetensors`. Repeatable (env:
+    /// comma-separated); the first folder wins a name clash.
+    #[arg(long = "lora-dir", env = "SD_LORA_DIRS", value_delimiter = ',')]
+    pub lora_dir: Vec<PathBuf>,
     /// Tiled VAE decoding and encoding: `auto` (whole, as diffusers, unless memory requires tiles: on CUDA
     /// after a whole decode runs out of memory, on the CPU/Metal when its estimate exceeds
     /// --vae-memory-budget), `on` (any image larger than one tile, as diffusers' enable_vae_tiling) or `off`

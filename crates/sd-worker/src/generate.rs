@@ -178,7 +178,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let pipeline = Pipeline::load(&args.model.model, &options);
     download.finish_and_clear();
     spinner.finish_and_clear();
-    let pipeline = pipeline?;
+    let mut pipeline = pipeline?;
+    pipeline.set_lora_library(sd_core::adapters::LoraLibrary::new(
+        args.model.lora_dir.clone(),
+    ));
     let info = pipeline.info().clone();
     let (mut width, mut height) = (
         args.width.unwrap_or(info.default_width),
@@ -241,7 +244,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         .or_else(|| SamplerKind::parse(&info.default_sampler).ok())
         .unwrap_or(SamplerKind::Euler);
     for (i, image) in output.images.iter().enumerate() {
-        let params = GenerationParams {
+        let mut params = GenerationParams {
             prompt: request.prompt.clone(),
             negative_prompt: request.negative_prompt.clone(),
             steps: request.steps,
@@ -261,6 +264,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             },
             version: Some(format!("sd-worker {}", env!("CARGO_PKG_VERSION"))),
         };
+        sd_engine::metadata::lora_hash::add_lora_hashes(&mut params, &output.loras);
         let bytes = encode_image(image, format, Some(&params.to_infotext().to_text()))?;
         let path = output_path(&args.out, i);
         std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;

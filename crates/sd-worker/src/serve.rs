@@ -59,6 +59,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         limits,
         body_timeout: (!args.body_timeout.is_zero()).then_some(args.body_timeout),
         version: version.clone(),
+        loras: sd_core::adapters::LoraLibrary::new(args.model.lora_dir.clone()),
     };
     let app = sd_server::app(AppState::new(engine.clone(), config))?;
 
@@ -225,7 +226,11 @@ fn loader(model: &ModelArgs, progress: DownloadObserver) -> anyhow::Result<Loade
     }
     let mut options = crate::generate::load_options(model)?;
     options.hub.progress = Some(progress);
-    Ok(sd_engine::pipeline_loader(model.model.clone(), options))
+    Ok(sd_engine::pipeline_loader(
+        model.model.clone(),
+        options,
+        sd_core::adapters::LoraLibrary::new(model.lora_dir.clone()),
+    ))
 }
 
 #[cfg(test)]

@@ -382,6 +382,11 @@ impl Linear {
             plain: candle_nn::Linear::new(weight, bias),
         }
     }
+
+    /// The `[out, in]` weight (shared storage: LoRAs are merged into it in place).
+    pub fn weight(&self) -> &Tensor {
+        self.plain.weight()
+    }
 }
 
 impl Linear {

@@ -117,9 +117,11 @@ impl WeightFiles {
             }
         }
         if let Ok(mut used) = self.used.lock() {
-            used.insert(full);
+            used.insert(full.clone());
         }
-        tensor.to_dtype(dtype)?.to_device(device)
+        let tensor = tensor.to_dtype(dtype)?.to_device(device)?;
+        crate::adapters::apply::record(&full, &tensor);
+        Ok(tensor)
     }
 }
 

@@ -69,13 +69,28 @@ impl Attention {
             ))
         };
         let fuse = vb.device().is_cuda();
+        // LoRAs change the weights the layers use: with fused projections those are views into the fused one.
+        let record = |name: &str, layer: &Linear| {
+            crate::adapters::apply::record(
+                &format!("{}.weight", vb.pp(name).prefix()),
+                layer.weight(),
+            )
+        };
         if fuse && self_attention {
             let w = Tensor::cat(&[&wq, &wk, &wv], 0)?;
             let b = cat_bias(&[&bq, &bk, &bv])?;
+            let (to_q, to_k, to_v) = (
+                view(&w, &b, 0)?,
+                view(&w, &b, inner)?,
+                view(&w, &b, 2 * inner)?,
+            );
+            record("to_q", &to_q);
+            record("to_k", &to_k);
+            record("to_v", &to_v);
             return Ok(Self {
-                to_q: view(&w, &b, 0)?,
-                to_k: view(&w, &b, inner)?,
-                to_v: view(&w, &b, 2 * inner)?,
+                to_q,
+                to_k,
+                to_v,
                 qkv: Some(Linear::new(w, b)),
                 kv: None,
                 to_out,
@@ -86,10 +101,13 @@ impl Attention {
         if fuse {
             let w = Tensor::cat(&[&wk, &wv], 0)?;
             let b = cat_bias(&[&bk, &bv])?;
+            let (to_k, to_v) = (view(&w, &b, 0)?, view(&w, &b, inner)?);
+            record("to_k", &to_k);
+            record("to_v", &to_v);
             return Ok(Self {
                 to_q: Linear::new(wq, bq),
-                to_k: view(&w, &b, 0)?,
-                to_v: view(&w, &b, inner)?,
+                to_k,
+                to_v,
                 qkv: None,
                 kv: Some(Linear::new(w, b)),
                 to_out,

@@ -192,8 +192,20 @@ impl Pipeline {
         Ok((((image / 2.0)? + 0.5)?.clamp(0f32, 1f32)?, tiled))
     }
 
-    /// Text-to-image (and, with `init`, image-to-image or inpainting).
+    /// Text-to-image (and, with `init`, image-to-image or inpainting). `<lora:NAME:WEIGHT>` tags in the
+    /// prompt are taken out of the text and their LoRAs applied for this run (see [`crate::adapters`]).
     pub fn generate(
+        &self,
+        req: &GenerateRequest,
+        on_step: &mut dyn FnMut(&StepEvent<'_>) -> StepControl,
+    ) -> Result<GenerateOutput> {
+        let (req, loras) = self.prepare_loras(req)?;
+        let mut output = self.generate_base(&req, on_step)?;
+        output.loras = loras;
+        Ok(output)
+    }
+
+    fn generate_base(
         &self,
         req: &GenerateRequest,
         on_step: &mut dyn FnMut(&StepEvent<'_>) -> StepControl,
@@ -230,6 +242,7 @@ impl Pipeline {
             timings: timings(started, text_done, denoised),
             vae_tiled,
             warnings: cond.warnings.clone(),
+            loras: Default::default(),
         })
     }
 }

@@ -147,6 +147,7 @@ impl Pipeline {
             timings: timings(started, text_done, denoised),
             vae_tiled,
             warnings: cond.warnings.clone(),
+            loras: Default::default(),
         })
     }
 

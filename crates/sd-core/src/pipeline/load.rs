@@ -8,6 +8,8 @@ use candle_core::{DType, Device};
 
 use super::preview::LatentPreviewer;
 use super::{DTypeSpec, LoadOptions, ModelInfo};
+use crate::adapters::apply::capture;
+use crate::adapters::{Component, LoraLibrary, LoraTargets};
 use crate::loader::components::{load_text_encoder, load_unet, load_vae};
 use crate::loader::weights::WeightFiles;
 use crate::loader::ModelFolder;
@@ -44,6 +46,10 @@ pub struct Pipeline {
     pub(super) embeddings: crate::prompt::EmbeddingStore,
     /// Weight files per component, kept to report unused tensors.
     weights: Vec<(String, Arc<WeightFiles>)>,
+    /// The weights LoRAs may change, and the LoRAs merged into them now.
+    pub(super) lora_targets: LoraTargets,
+    /// Where `<lora:NAME:...>` tags find their files (empty until [`Pipeline::set_lora_library`]).
+    pub(super) lora_library: LoraLibrary,
 }
 
 fn config_path(folder: &ModelFolder, component: &str, file: &str) -> Result<std::path::PathBuf> {
@@ -76,8 +82,12 @@ impl Pipeline {
 
         let te_config: ClipTextConfig =
             read_model_config(&config_path(&folder, "text_encoder", "config.json")?)?;
-        let text_encoder =
-            load_text_encoder(&folder.component("text_encoder"), dtype, &device, variant)?;
+        let mut lora_targets = LoraTargets::default();
+        let (text_encoder, recorded) = capture(|| {
+            load_text_encoder(&folder.component("text_encoder"), dtype, &device, variant)
+        });
+        let text_encoder = text_encoder?;
+        lora_targets.add(Component::TextEncoder, recorded);
         let second = if folder.index.has("text_encoder_2") {
             let tokenizer_dir = if folder.component("tokenizer_2").is_dir() {
                 "tokenizer_2"
@@ -85,15 +95,21 @@ impl Pipeline {
                 "tokenizer"
             };
             let tokenizer_2 = ClipTokenizer::from_dir(&folder.component(tokenizer_dir))?;
-            let encoder_2 =
-                load_text_encoder(&folder.component("text_encoder_2"), dtype, &device, variant)?;
+            let (encoder_2, recorded) = capture(|| {
+                load_text_encoder(&folder.component("text_encoder_2"), dtype, &device, variant)
+            });
+            let encoder_2 = encoder_2?;
+            lora_targets.add(Component::TextEncoder2, recorded);
             Some((tokenizer_2, encoder_2))
         } else {
             None
         };
         let unet_config: UNetConfig =
             read_model_config(&config_path(&folder, "unet", "config.json")?)?;
-        let unet = load_unet(&folder.component("unet"), dtype, &device, variant)?;
+        let (unet, recorded) =
+            capture(|| load_unet(&folder.component("unet"), dtype, &device, variant));
+        let unet = unet?;
+        lora_targets.add(Component::Unet, recorded);
         // A user-supplied VAE folder (e.g. an fp16-fixed SDXL VAE) replaces the model's own.
         let vae_dir = options
             .vae
@@ -182,6 +198,8 @@ impl Pipeline {
             .flatten()
             .collect(),
             second_text: second.map(|(t, e)| (t, e.model)),
+            lora_targets,
+            lora_library: LoraLibrary::default(),
             force_zeros_for_empty_prompt,
             folder,
             device,

@@ -7,6 +7,7 @@ mod denoise;
 mod encode;
 pub mod img2img;
 mod load;
+mod loras;
 pub mod preview;
 pub mod vae_memory;
 
@@ -196,6 +197,8 @@ pub struct GenerateOutput {
     pub vae_tiled: bool,
     /// Things the caller should know that did not stop the job (e.g. a plain prompt that was truncated).
     pub warnings: Vec<String>,
+    /// The LoRAs the run applied (from the prompt's tags) and any warnings about them.
+    pub loras: crate::adapters::AppliedLoras,
 }
 
 impl DeviceSpec {

@@ -6,6 +6,7 @@
 pub mod container;
 pub mod hash;
 pub mod infotext;
+pub mod lora_hash;
 
 pub use container::{
     encode_image, encode_png, read_parameters, replace_png_text, ImageFormat, MetadataError,

@@ -87,6 +87,22 @@ impl utoipa::Modify for SimpleRoutes {
                 operation("A1111: a list this worker has nothing in", "`[]`"),
             );
         }
+        openapi.paths.add_path_operation(
+            "/sdapi/v1/loras",
+            vec![HttpMethod::Get],
+            operation(
+                "A1111: the LoRAs in the --lora-dir folders",
+                "`[{name, alias, path, metadata}]`",
+            ),
+        );
+        openapi.paths.add_path_operation(
+            "/v1/loras",
+            vec![HttpMethod::Get],
+            operation(
+                "The LoRAs `<lora:NAME:WEIGHT>` and the `loras` field can use",
+                "`{\"loras\":[{\"name\"}]}`",
+            ),
+        );
         for path in probes::NO_OPS {
             openapi.paths.add_path_operation(
                 path,

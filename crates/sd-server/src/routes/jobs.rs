@@ -178,6 +178,7 @@ pub async fn submit(
                 .await
                 .map_err(|error| ApiError::Internal(format!("validation task failed: {error}")))??
         };
+    crate::validate::check_lora_tags(&request.generate.prompt, &app.config.loras)?;
     let seeds = request.generate.seeds.clone();
     let submitted = app.engine.submit(request).map_err(|error| match error {
         SubmitError::QueueFull { retry_after } => ApiError::QueueFull { retry_after },

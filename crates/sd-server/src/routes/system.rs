@@ -26,6 +26,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/info", get(info))
         .route("/v1/embeddings", get(embeddings))
+        .route("/v1/loras", get(loras))
+        .route("/sdapi/v1/loras", get(a1111_loras))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
 }
@@ -253,4 +255,36 @@ pub async fn openapi() -> Response {
         crate::openapi::document_json(),
     )
         .into_response()
+}
+
+/// `GET /v1/loras`: the LoRAs `<lora:NAME:WEIGHT>` and the `loras` field can use (the `--lora-dir` folders,
+/// read on every call).
+async fn loras(State(app): State<AppState>) -> Json<serde_json::Value> {
+    let names: Vec<serde_json::Value> = app
+        .config
+        .loras
+        .list()
+        .into_iter()
+        .map(|e| serde_json::json!({ "name": e.name }))
+        .collect();
+    Json(serde_json::json!({ "loras": names }))
+}
+
+/// `GET /sdapi/v1/loras`: A1111's list (`name`, `alias`, `path`, `metadata`).
+async fn a1111_loras(State(app): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::Value::Array(
+        app.config
+            .loras
+            .list()
+            .into_iter()
+            .map(|e| {
+                serde_json::json!({
+                    "name": e.name,
+                    "alias": e.name,
+                    "path": e.path.display().to_string(),
+                    "metadata": {},
+                })
+            })
+            .collect(),
+    ))
 }

@@ -61,6 +61,9 @@ pub struct JobBody {
     pub resize_mode: Option<String>,
     /// 0..=1: how much of the input image to replace; default 0.8 (transform) or 1.0 (inpaint).
     pub strength: Option<f64>,
+    /// LoRAs for this job (`GET /v1/loras`), added to the prompt as `<lora:NAME:WEIGHT>` tags (which the
+    /// prompt may also carry itself).
+    pub loras: Option<Vec<super::LoraField>>,
     /// Ignored (orchestrator routing).
     #[schema(value_type = Option<String>)]
     pub hive_id: Option<serde_json::Value>,

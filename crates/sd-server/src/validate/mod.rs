@@ -4,8 +4,10 @@
 
 mod body;
 mod image;
+mod loras;
 
 pub use body::{parse_job_body, JobBody, OperationName};
+pub use loras::{check_lora_tags, LoraField};
 
 use sd_core::pipeline::{GenerateRequest, InitImage, ModelInfo};
 use sd_core::prompt::PromptSyntax;
@@ -82,7 +84,10 @@ pub fn validate(body: JobBody, model: &ModelInfo, limits: &Limits) -> Result<Val
         }
     };
     refuse_unused_fields(operation, &body)?;
-    let prompt = prompt(body.prompt.as_deref(), limits)?;
+    let prompt = loras::append_lora_tags(
+        prompt(body.prompt.as_deref(), limits)?,
+        body.loras.as_deref().unwrap_or_default(),
+    )?;
     let negative_prompt = bounded_text(
         "negative_prompt",
         body.negative_prompt.as_deref().unwrap_or(""),

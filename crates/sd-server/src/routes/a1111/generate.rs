@@ -178,6 +178,14 @@ fn image_params(
         .iter()
         .map(|(key, value)| (key.clone(), python_str(value)))
         .collect();
+    // The engine stamped the LoRAs the run applied into the image it made; carry them over.
+    if let Some(hashes) = metadata::container::png_text(&image.png, "parameters").and_then(|text| {
+        metadata::infotext::Infotext::parse(&text)
+            .get("Lora hashes")
+            .map(str::to_owned)
+    }) {
+        params.extra.push(("Lora hashes".into(), hashes));
+    }
     params
 }
 

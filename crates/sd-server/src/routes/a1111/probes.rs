@@ -275,10 +275,9 @@ pub async fn upscalers() -> Json<Value> {
 }
 
 /// `GET` routes listing things this worker has none of: they answer `[]`.
-pub const EMPTY_LISTS: [&str; 10] = [
+pub const EMPTY_LISTS: [&str; 9] = [
     "/sdapi/v1/sd-vae",
     "/sdapi/v1/sd-modules",
-    "/sdapi/v1/loras",
     "/sdapi/v1/hypernetworks",
     "/sdapi/v1/face-restorers",
     "/sdapi/v1/realesrgan-models",

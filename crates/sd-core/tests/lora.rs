@@ -1,0 +1,95 @@
+//! LoRA against diffusers: kohya and PEFT files (tools/make_lora_fixtures.py) applied through `<lora:...>`
+//! tags match diffusers' load_lora_weights + fuse_lora(lora_scale=0.8) within 2/255; a LoCon (3x3 with
+//! lora_mid, 1x1) file matches a direct weight merge; the base model afterwards is bit-identical.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on broken fixtures
+
+mod common;
+
+use sd_core::adapters::LoraLibrary;
+use sd_core::pipeline::{GenerateRequest, Pipeline, StepControl};
+
+const PROMPT: &str = "a photo of an astronaut riding a horse";
+
+fn request(prompt: &str) -> GenerateRequest {
+    GenerateRequest {
+        prompt: prompt.into(),
+        negative_prompt: String::new(),
+        steps: 4,
+        guidance_scale: 7.5,
+        width: 32,
+        height: 32,
+        sampler: None,
+        seeds: vec![42],
+        clip_skip: 1,
+        init: None,
+        size_conditioning: Default::default(),
+    }
+}
+
+fn run(pipe: &Pipeline, prompt: &str) -> (Vec<u8>, sd_core::adapters::AppliedLoras) {
+    let out = pipe
+        .generate(&request(prompt), &mut |_| StepControl::Continue)
+        .unwrap_or_else(|e| panic!("{prompt}: {e}"));
+    (out.images[0].as_raw().clone(), out.loras)
+}
+
+fn reference(name: &str) -> Vec<f32> {
+    let map = common::golden("tiny-sd1", &format!("lora_{name}.safetensors"));
+    common::get(&map, "images")
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+}
+
+fn max_diff(pixels: &[u8], reference: &[f32]) -> f32 {
+    assert_eq!(pixels.len(), reference.len());
+    pixels
+        .iter()
+        .zip(reference)
+        .map(|(&p, &r)| (f32::from(p) / 255.0 - r).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn loras_match_diffusers_and_leave_the_base_model_bit_identical() {
+    let mut pipe = common::load("tiny-sd1");
+    pipe.set_lora_library(LoraLibrary::new(vec![common::fixtures()
+        .join("loras")
+        .join("tiny-sd1")]));
+    let (before, applied) = run(&pipe, PROMPT);
+    assert!(applied.loras.is_empty());
+    assert!(max_diff(&before, &reference("base")) <= 2.0 / 255.0);
+    for name in ["kohya_attn", "peft_attn", "locon_conv"] {
+        let (image, applied) = run(&pipe, &format!("{PROMPT} <lora:{name}:0.8>"));
+        let diff = max_diff(&image, &reference(name));
+        assert!(diff <= 2.0 / 255.0, "{name}: max diff {diff}");
+        assert_ne!(image, before, "{name} changed nothing");
+        assert_eq!(applied.loras.len(), 1);
+        assert_eq!(applied.loras[0].name, name);
+        assert!(applied.warnings.is_empty(), "{:?}", applied.warnings);
+        let (after, _) = run(&pipe, PROMPT);
+        assert_eq!(after, before, "{name}: base model not restored bit for bit");
+    }
+    // Two at once, then the same pair again (kept merged), then the base model.
+    let pair = format!("{PROMPT} <lora:kohya_attn:0.5> <lora:locon_conv:0.3>");
+    let (a, applied) = run(&pipe, &pair);
+    assert_eq!(applied.loras.len(), 2);
+    let (b, _) = run(&pipe, &pair);
+    assert_eq!(a, b);
+    assert_eq!(run(&pipe, PROMPT).0, before);
+}
+
+#[test]
+fn unknown_lora_names_are_errors_listing_what_exists() {
+    let mut pipe = common::load("tiny-sd1");
+    pipe.set_lora_library(LoraLibrary::new(vec![common::fixtures()
+        .join("loras")
+        .join("tiny-sd1")]));
+    let err = pipe
+        .generate(&request("x <lora:nope:1>"), &mut |_| StepControl::Continue)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nope") && err.contains("kohya_attn"), "{err}");
+}
