@@ -56,6 +56,9 @@ pub enum ApiError {
     NotReady { reason: String },
     #[error("the worker is shutting down")]
     ShuttingDown,
+    /// A gateway cannot reach its job queue (Redis); it recovers by itself when the queue returns.
+    #[error("the job queue is unavailable, retry later: {0}")]
+    QueueUnavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -79,7 +82,9 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::NotReady { .. } | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady { .. } | Self::ShuttingDown | Self::QueueUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -97,6 +102,7 @@ impl ApiError {
             Self::QueueFull { .. } => "queue_full",
             Self::NotReady { .. } => "not_ready",
             Self::ShuttingDown => "shutting_down",
+            Self::QueueUnavailable(_) => "queue_unavailable",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -161,7 +167,7 @@ impl IntoResponse for ApiError {
                     HeaderValue::from(retry_after.as_secs().max(1)),
                 );
             }
-            Self::NotReady { .. } => {
+            Self::NotReady { .. } | Self::QueueUnavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(5u64));
             }
             _ => {}
