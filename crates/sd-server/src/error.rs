@@ -197,3 +197,17 @@ impl From<QueryRejection> for ApiError {
         Self::bad_request("invalid_query", rejection.body_text())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_queue_is_a_503_with_retry_after() {
+        let error = ApiError::QueueUnavailable("connection refused".to_owned());
+        assert_eq!(error.code(), "queue_unavailable");
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+    }
+}
