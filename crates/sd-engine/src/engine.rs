@@ -57,6 +57,9 @@ pub enum SubmitError {
     NotReady,
     #[error("the worker is shutting down")]
     ShuttingDown,
+    /// The job store (Redis, for a gateway) cannot be reached; the reason says why.
+    #[error("the job queue is unavailable: {0}")]
+    Unavailable(String),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

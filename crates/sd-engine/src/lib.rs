@@ -14,6 +14,7 @@ pub mod metadata;
 mod metrics;
 mod queue;
 pub mod samplers;
+mod service;
 mod store;
 mod worker;
 
@@ -26,3 +27,4 @@ pub use events::{JobEvent, Subscription};
 pub use job::{
     JobError, JobId, JobRequest, JobSnapshot, JobStatus, JobTimings, Operation, Progress,
 };
+pub use service::JobService;

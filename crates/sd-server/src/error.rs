@@ -65,6 +65,9 @@ pub enum ApiError {
     NotReady { reason: String },
     #[error("the worker is shutting down")]
     ShuttingDown,
+    /// A gateway cannot reach its job queue (Redis); it recovers by itself when the queue returns.
+    #[error("the job queue is unavailable, retry later: {0}")]
+    QueueUnavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -91,7 +94,9 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::NotReady { .. } | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady { .. } | Self::ShuttingDown | Self::QueueUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -113,6 +118,7 @@ impl ApiError {
             Self::QueueFull { .. } => "queue_full",
             Self::NotReady { .. } => "not_ready",
             Self::ShuttingDown => "shutting_down",
+            Self::QueueUnavailable(_) => "queue_unavailable",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -177,7 +183,7 @@ impl IntoResponse for ApiError {
                     HeaderValue::from(retry_after.as_secs().max(1)),
                 );
             }
-            Self::NotReady { .. } => {
+            Self::NotReady { .. } | Self::QueueUnavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(5u64));
             }
             _ => {}
@@ -223,4 +229,18 @@ fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
         source = error.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_queue_is_a_503_with_retry_after() {
+        let error = ApiError::QueueUnavailable("connection refused".to_owned());
+        assert_eq!(error.code(), "queue_unavailable");
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+    }
 }

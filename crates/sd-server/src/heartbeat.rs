@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sd_engine::{Engine, Readiness};
+use sd_engine::{JobService, Readiness};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -48,7 +48,7 @@ pub enum HeartbeatError {
 }
 
 /// `starting | ready | busy | stopping | stopped`, from the engine's state.
-pub fn worker_status(engine: &Engine) -> &'static str {
+pub fn worker_status(engine: &dyn JobService) -> &'static str {
     let load = engine.load();
     match engine.readiness() {
         _ if !load.accepting => "stopping",
@@ -115,7 +115,7 @@ impl HeartbeatClient {
     }
 
     /// Heartbeats until `stop` turns true.
-    pub async fn run(&self, engine: Engine, mut stop: watch::Receiver<bool>) {
+    pub async fn run(&self, engine: impl JobService, mut stop: watch::Receiver<bool>) {
         let mut failures: u32 = 0;
         loop {
             let status = worker_status(&engine);

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use sd_engine::Engine;
+use sd_engine::{Engine, JobService};
 
 use crate::validate::Limits;
 
@@ -39,12 +39,18 @@ impl Default for ServerConfig {
 
 #[derive(Clone)]
 pub struct AppState {
-    pub engine: Engine,
+    /// Runs the jobs: the in-process engine, or a gateway's Redis queue.
+    pub engine: Arc<dyn JobService>,
     pub config: Arc<ServerConfig>,
 }
 
 impl AppState {
     pub fn new(engine: Engine, config: ServerConfig) -> Self {
+        Self::with_service(Arc::new(engine), config)
+    }
+
+    /// Serves jobs from any [`JobService`] (a gateway passes its Redis queue).
+    pub fn with_service(engine: Arc<dyn JobService>, config: ServerConfig) -> Self {
         Self {
             engine,
             config: Arc::new(config),

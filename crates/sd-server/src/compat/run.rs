@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::Bytes;
 use sd_core::pipeline::GenerateRequest;
-use sd_engine::{Engine, JobError, JobEvent, JobRequest, JobStatus, Operation, SubmitError};
+use sd_engine::{JobError, JobEvent, JobRequest, JobService, JobStatus, Operation, SubmitError};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::CompatError;
@@ -67,12 +67,12 @@ pub struct Control {
 }
 
 impl Control {
-    pub fn interrupt(&self, engine: &Engine) {
+    pub fn interrupt(&self, engine: &dyn JobService) {
         self.interrupted.store(true, Ordering::SeqCst);
         self.cancel_current(engine);
     }
 
-    pub fn skip(&self, engine: &Engine) {
+    pub fn skip(&self, engine: &dyn JobService) {
         self.skipped.store(true, Ordering::SeqCst);
         self.cancel_current(engine);
     }
@@ -93,7 +93,7 @@ impl Control {
             .clone()
     }
 
-    fn cancel_current(&self, engine: &Engine) {
+    fn cancel_current(&self, engine: &dyn JobService) {
         if let Some(id) = self.current_job() {
             // An already finished job needs no cancelling.
             let _ = engine.cancel(&id);
@@ -107,7 +107,7 @@ impl Control {
 
 /// Cancels the job if the request future is dropped (the client went away) before the job finished.
 struct CancelOnDrop<'a> {
-    engine: &'a Engine,
+    engine: &'a dyn JobService,
     id: Option<String>,
 }
 
@@ -130,7 +130,7 @@ pub fn images_per_job(request: &GenerateRequest, limits: &Limits) -> usize {
 /// Runs `request` (one image per seed) as consecutive jobs of at most `batch_size` images and waits for all
 /// of them.
 pub async fn run(
-    engine: &Engine,
+    engine: &dyn JobService,
     limits: &Limits,
     operation: Operation,
     request: GenerateRequest,
@@ -209,17 +209,18 @@ pub async fn run(
     })
 }
 
-fn submit_error(engine: &Engine, error: SubmitError) -> CompatError {
+fn submit_error(engine: &dyn JobService, error: SubmitError) -> CompatError {
     CompatError::Api(match error {
         SubmitError::QueueFull { retry_after } => ApiError::QueueFull { retry_after },
         SubmitError::NotReady => not_ready(engine.readiness()),
         SubmitError::ShuttingDown => ApiError::ShuttingDown,
+        SubmitError::Unavailable(reason) => ApiError::QueueUnavailable(reason),
     })
 }
 
 /// Follows the job's events to its end: `Succeeded` or `Cancelled`; a failure is an error.
 async fn wait(
-    engine: &Engine,
+    engine: &dyn JobService,
     id: &str,
     on_event: &mut (dyn FnMut(RunEvent<'_>) + Send),
 ) -> Result<JobStatus, CompatError> {

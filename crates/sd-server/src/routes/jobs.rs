@@ -184,6 +184,7 @@ pub async fn submit(
         SubmitError::QueueFull { retry_after } => ApiError::QueueFull { retry_after },
         SubmitError::NotReady => not_ready(app.engine.readiness()),
         SubmitError::ShuttingDown => ApiError::ShuttingDown,
+        SubmitError::Unavailable(reason) => ApiError::QueueUnavailable(reason),
     })?;
     let status_url = format!("/v1/jobs/{}", submitted.id);
     let accepted = JobAccepted {

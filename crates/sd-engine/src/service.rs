@@ -1,0 +1,114 @@
+//! [`JobService`]: what the HTTP layer needs from whatever runs its jobs. Two implementations: the in-process
+//! [`Engine`] (one model thread) and the Redis Streams gateway in `sd-queue` (a fleet of workers). The methods
+//! mirror [`Engine`]'s so that handlers read the same for both.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sd_core::pipeline::ModelInfo;
+
+use crate::engine::{
+    CancelError, CancelOutcome, Engine, EngineConfig, ImageError, Load, Readiness, SubmitError,
+    Submitted,
+};
+use crate::events::Subscription;
+use crate::job::{JobRequest, JobSnapshot};
+use crate::metadata::ModelHash;
+
+pub trait JobService: Send + Sync + 'static {
+    fn readiness(&self) -> Readiness;
+    /// The model requests are validated against, once one is available.
+    fn model_info(&self) -> Option<Arc<ModelInfo>>;
+    fn model_hash(&self) -> Option<ModelHash>;
+    fn config(&self) -> &EngineConfig;
+    fn submit(&self, request: JobRequest) -> Result<Submitted, SubmitError>;
+    fn job(&self, id: &str) -> Option<JobSnapshot>;
+    /// Up to `limit` jobs, newest first.
+    fn jobs(&self, limit: usize) -> Vec<JobSnapshot>;
+    /// The job's events so far and its live events; `None` for an unknown job.
+    fn subscribe(&self, id: &str) -> Option<Subscription>;
+    fn image(&self, id: &str, index: usize) -> Result<Bytes, ImageError>;
+    fn cancel(&self, id: &str) -> Result<CancelOutcome, CancelError>;
+    fn load(&self) -> Load;
+    /// Prometheus text exposition.
+    fn metrics(&self) -> String;
+}
+
+impl JobService for Engine {
+    fn readiness(&self) -> Readiness {
+        Engine::readiness(self)
+    }
+    fn model_info(&self) -> Option<Arc<ModelInfo>> {
+        Engine::model_info(self)
+    }
+    fn model_hash(&self) -> Option<ModelHash> {
+        Engine::model_hash(self)
+    }
+    fn config(&self) -> &EngineConfig {
+        Engine::config(self)
+    }
+    fn submit(&self, request: JobRequest) -> Result<Submitted, SubmitError> {
+        Engine::submit(self, request)
+    }
+    fn job(&self, id: &str) -> Option<JobSnapshot> {
+        Engine::job(self, id)
+    }
+    fn jobs(&self, limit: usize) -> Vec<JobSnapshot> {
+        Engine::jobs(self, limit)
+    }
+    fn subscribe(&self, id: &str) -> Option<Subscription> {
+        Engine::subscribe(self, id)
+    }
+    fn image(&self, id: &str, index: usize) -> Result<Bytes, ImageError> {
+        Engine::image(self, id, index)
+    }
+    fn cancel(&self, id: &str) -> Result<CancelOutcome, CancelError> {
+        Engine::cancel(self, id)
+    }
+    fn load(&self) -> Load {
+        Engine::load(self)
+    }
+    fn metrics(&self) -> String {
+        Engine::metrics(self)
+    }
+}
+
+/// Lets handlers pass `&app.engine` (an `Arc<dyn JobService>`) where `&dyn JobService` is expected.
+impl JobService for Arc<dyn JobService> {
+    fn readiness(&self) -> Readiness {
+        self.as_ref().readiness()
+    }
+    fn model_info(&self) -> Option<Arc<ModelInfo>> {
+        self.as_ref().model_info()
+    }
+    fn model_hash(&self) -> Option<ModelHash> {
+        self.as_ref().model_hash()
+    }
+    fn config(&self) -> &EngineConfig {
+        self.as_ref().config()
+    }
+    fn submit(&self, request: JobRequest) -> Result<Submitted, SubmitError> {
+        self.as_ref().submit(request)
+    }
+    fn job(&self, id: &str) -> Option<JobSnapshot> {
+        self.as_ref().job(id)
+    }
+    fn jobs(&self, limit: usize) -> Vec<JobSnapshot> {
+        self.as_ref().jobs(limit)
+    }
+    fn subscribe(&self, id: &str) -> Option<Subscription> {
+        self.as_ref().subscribe(id)
+    }
+    fn image(&self, id: &str, index: usize) -> Result<Bytes, ImageError> {
+        self.as_ref().image(id, index)
+    }
+    fn cancel(&self, id: &str) -> Result<CancelOutcome, CancelError> {
+        self.as_ref().cancel(id)
+    }
+    fn load(&self) -> Load {
+        self.as_ref().load()
+    }
+    fn metrics(&self) -> String {
+        self.as_ref().metrics()
+    }
+}
