@@ -17,6 +17,8 @@ use crate::metadata::ModelHash;
 
 pub trait JobService: Send + Sync + 'static {
     fn readiness(&self) -> Readiness;
+    /// What a model still loading is doing (e.g. a download's progress), for `/ready`.
+    fn loading_detail(&self) -> Option<String>;
     /// The model requests are validated against, once one is available.
     fn model_info(&self) -> Option<Arc<ModelInfo>>;
     fn model_hash(&self) -> Option<ModelHash>;
@@ -37,6 +39,9 @@ pub trait JobService: Send + Sync + 'static {
 impl JobService for Engine {
     fn readiness(&self) -> Readiness {
         Engine::readiness(self)
+    }
+    fn loading_detail(&self) -> Option<String> {
+        Engine::loading_detail(self)
     }
     fn model_info(&self) -> Option<Arc<ModelInfo>> {
         Engine::model_info(self)
@@ -77,6 +82,9 @@ impl JobService for Engine {
 impl JobService for Arc<dyn JobService> {
     fn readiness(&self) -> Readiness {
         self.as_ref().readiness()
+    }
+    fn loading_detail(&self) -> Option<String> {
+        self.as_ref().loading_detail()
     }
     fn model_info(&self) -> Option<Arc<ModelInfo>> {
         self.as_ref().model_info()
