@@ -17,6 +17,10 @@ use crate::metadata::ModelHash;
 
 pub trait JobService: Send + Sync + 'static {
     fn readiness(&self) -> Readiness;
+    /// What loading is doing now (e.g. "downloading model, 40%"), for `/ready` while the model loads.
+    fn loading_detail(&self) -> Option<String> {
+        None
+    }
     /// The model requests are validated against, once one is available.
     fn model_info(&self) -> Option<Arc<ModelInfo>>;
     fn model_hash(&self) -> Option<ModelHash>;
@@ -27,6 +31,10 @@ pub trait JobService: Send + Sync + 'static {
     fn jobs(&self, limit: usize) -> Vec<JobSnapshot>;
     /// The job's events so far and its live events; `None` for an unknown job.
     fn subscribe(&self, id: &str) -> Option<Subscription>;
+    /// Whether `id` named a job whose result was dropped (expired): such a job answers 410, not 404.
+    fn expired(&self, _id: &str) -> bool {
+        false
+    }
     fn image(&self, id: &str, index: usize) -> Result<Bytes, ImageError>;
     fn cancel(&self, id: &str) -> Result<CancelOutcome, CancelError>;
     fn load(&self) -> Load;
@@ -37,6 +45,9 @@ pub trait JobService: Send + Sync + 'static {
 impl JobService for Engine {
     fn readiness(&self) -> Readiness {
         Engine::readiness(self)
+    }
+    fn loading_detail(&self) -> Option<String> {
+        Engine::loading_detail(self)
     }
     fn model_info(&self) -> Option<Arc<ModelInfo>> {
         Engine::model_info(self)
@@ -59,6 +70,9 @@ impl JobService for Engine {
     fn subscribe(&self, id: &str) -> Option<Subscription> {
         Engine::subscribe(self, id)
     }
+    fn expired(&self, id: &str) -> bool {
+        Engine::expired(self, id)
+    }
     fn image(&self, id: &str, index: usize) -> Result<Bytes, ImageError> {
         Engine::image(self, id, index)
     }
@@ -77,6 +91,9 @@ impl JobService for Engine {
 impl JobService for Arc<dyn JobService> {
     fn readiness(&self) -> Readiness {
         self.as_ref().readiness()
+    }
+    fn loading_detail(&self) -> Option<String> {
+        self.as_ref().loading_detail()
     }
     fn model_info(&self) -> Option<Arc<ModelInfo>> {
         self.as_ref().model_info()
@@ -98,6 +115,9 @@ impl JobService for Arc<dyn JobService> {
     }
     fn subscribe(&self, id: &str) -> Option<Subscription> {
         self.as_ref().subscribe(id)
+    }
+    fn expired(&self, id: &str) -> bool {
+        self.as_ref().expired(id)
     }
     fn image(&self, id: &str, index: usize) -> Result<Bytes, ImageError> {
         self.as_ref().image(id, index)
