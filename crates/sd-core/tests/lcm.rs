@@ -33,6 +33,7 @@ fn lcm_with_a_guidance_embedding_matches_diffusers() {
             clip_skip: 1,
             init: None,
             size_conditioning: Default::default(),
+            prompt_syntax: Default::default(),
         };
         let out = pipeline
             .generate(&request, &mut |_| StepControl::Continue)
@@ -66,6 +67,7 @@ fn progress_shows_the_steps_asked_for() {
             clip_skip: 1,
             init: None,
             size_conditioning: Default::default(),
+            prompt_syntax: Default::default(),
         };
         let mut seen = Vec::new();
         pipeline

@@ -24,6 +24,7 @@ fn request(prompt: &str) -> GenerateRequest {
         clip_skip: 1,
         init: None,
         size_conditioning: Default::default(),
+        prompt_syntax: Default::default(),
     }
 }
 

@@ -71,6 +71,7 @@ fn request(case: &Value, dir: &Path) -> GenerateRequest {
         clip_skip: 1,
         init,
         size_conditioning: Default::default(),
+        prompt_syntax: Default::default(),
     }
 }
 
