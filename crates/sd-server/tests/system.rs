@@ -151,6 +151,7 @@ async fn openapi_documents_every_route() {
         ("/v1/jobs/{id}/images/{index}", "get"),
         ("/v1/info", "get"),
         ("/v1/embeddings", "get"),
+        ("/v1/loras", "get"),
         ("/health", "get"),
         ("/ready", "get"),
         ("/metrics", "get"),
@@ -166,7 +167,7 @@ async fn openapi_documents_every_route() {
                 && !path.starts_with("/v1/models")
         })
         .collect();
-    assert_eq!(native.len(), 10, "{native:?}");
+    assert_eq!(native.len(), 11, "{native:?}");
     for (path, method) in routes {
         assert!(
             document["paths"][path][method].is_object(),
