@@ -7,6 +7,7 @@
 pub mod adapters;
 pub mod error;
 pub mod fused;
+pub mod interrupt;
 pub mod loader;
 pub mod models;
 pub mod pipeline;

@@ -23,8 +23,13 @@ pub struct EngineConfig {
     pub max_queue: usize,
     /// How long finished jobs and their images are kept.
     pub result_ttl: Duration,
-    /// At most this many finished jobs are kept, whatever their age.
+    /// Finished jobs kept at most; read results beyond it are dropped, unread ones make `submit` refuse.
     pub max_finished: usize,
+    /// Bytes of finished results (PNG + base64) kept at most, with the same rule as `max_finished`.
+    pub max_result_bytes: usize,
+    /// At shutdown, how long a running job asked to stop may take before it is given up on (its watchers
+    /// then get a terminal `error` event).
+    pub stop_wait: Duration,
     /// Minimum time between two previews of a job; `None` disables previews.
     pub preview_interval: Option<Duration>,
 }
@@ -35,6 +40,8 @@ impl Default for EngineConfig {
             max_queue: 64,
             result_ttl: Duration::from_secs(600),
             max_finished: 256,
+            max_result_bytes: 1024 * 1024 * 1024,
+            stop_wait: Duration::from_secs(10),
             preview_interval: Some(Duration::from_millis(500)),
         }
     }
@@ -53,6 +60,9 @@ pub enum Readiness {
 pub enum SubmitError {
     #[error("the queue is full")]
     QueueFull { retry_after: Duration },
+    /// Unread results fill the result budget (count or bytes); they are kept until read or expired.
+    #[error("unread results fill the result budget")]
+    ResultsFull { retry_after: Duration },
     #[error("the model is not loaded yet")]
     NotReady,
     #[error("the worker is shutting down")]
@@ -90,7 +100,7 @@ pub struct Submitted {
 pub enum CancelOutcome {
     /// It was waiting and is now cancelled.
     Cancelled,
-    /// It is running and stops after the current step.
+    /// It is running and stops at its next check (between UNet blocks).
     Cancelling,
 }
 
@@ -101,6 +111,9 @@ pub struct Load {
     pub running: bool,
     pub accepting: bool,
 }
+
+/// Model threads serving the queue (Retry-After divides the wait by it).
+const WORKERS: usize = 1;
 
 pub(crate) struct State {
     pub queue: JobQueue,
@@ -133,6 +146,16 @@ impl Shared {
 }
 
 impl State {
+    /// How long until a new job could start: every job ahead (waiting, plus the running one) at the mean job
+    /// time, shared by this engine's one model thread; rounded up, at least a second, at most an hour.
+    pub fn expected_wait(&self) -> Duration {
+        let ahead = self.queue.len() + usize::from(self.running.is_some());
+        let seconds = (ahead.max(1) as f64 * self.mean_job_seconds.unwrap_or(1.0) / WORKERS as f64)
+            .ceil()
+            .clamp(1.0, 3600.0);
+        Duration::from_secs_f64(seconds)
+    }
+
     /// Tells every waiting job its new place in line.
     pub fn announce_positions(&self) {
         for (id, position) in self.queue.positions() {
@@ -147,6 +170,15 @@ impl State {
         let now = Instant::now();
         let mut generation_seconds = None;
         if let Some(record) = self.store.get_mut(id) {
+            if record.status.is_finished() {
+                // Already ended (shutdown gave up on it); the first terminal event stands.
+                return;
+            }
+            // A live watcher gets the result with the terminal event: it counts as read.
+            record.read = record
+                .events
+                .as_ref()
+                .is_some_and(|events| events.receiver_count() > 0);
             record.status = status;
             record.finished_at = Some(SystemTime::now());
             record.finished = Some(now);
@@ -175,7 +207,11 @@ impl Engine {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queue: JobQueue::new(config.max_queue),
-                store: JobStore::new(config.result_ttl, config.max_finished),
+                store: JobStore::new(
+                    config.result_ttl,
+                    config.max_finished,
+                    config.max_result_bytes,
+                ),
                 running: None,
                 accepting: true,
                 exit: false,
@@ -257,19 +293,30 @@ impl Engine {
             metrics.rejected("not_ready");
             return Err(SubmitError::NotReady);
         }
-        state.store.sweep(Instant::now());
+        let now = Instant::now();
+        state.store.sweep(now);
+        if state.queue.len() < self.shared.config.max_queue {
+            let pending = state.queue.len() + usize::from(state.running.is_some());
+            let generate = &request.generate;
+            let estimate = crate::job::estimated_result_bytes(
+                generate.width,
+                generate.height,
+                generate.seeds.len(),
+            );
+            if let Err(no_room) = state.store.room_for(pending, estimate, now) {
+                metrics.rejected("results_full");
+                return Err(SubmitError::ResultsFull {
+                    retry_after: no_room.retry_after.unwrap_or_else(|| state.expected_wait()),
+                });
+            }
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let position = match state.queue.push(id.clone()) {
             Ok(position) => position,
             Err(_) => {
                 metrics.rejected("queue_full");
-                let seconds = state
-                    .mean_job_seconds
-                    .unwrap_or(1.0)
-                    .ceil()
-                    .clamp(1.0, 600.0);
                 return Err(SubmitError::QueueFull {
-                    retry_after: Duration::from_secs_f64(seconds),
+                    retry_after: state.expected_wait(),
                 });
             }
         };
@@ -304,12 +351,24 @@ impl Engine {
         jobs
     }
 
+    /// Whether `id` named a job whose result has been dropped (expired, or evicted once read).
+    pub fn expired(&self, id: &str) -> bool {
+        let mut state = self.shared.lock();
+        state.store.sweep(Instant::now());
+        state.store.is_gone(id)
+    }
+
     /// The job's state so far and its live events; `None` for an unknown job.
     pub fn subscribe(&self, id: &str) -> Option<Subscription> {
         let mut state = self.shared.lock();
         state.store.sweep(Instant::now());
         let position = state.queue.position(id);
-        let record = state.store.get(id)?;
+        let record = state.store.get_mut(id)?;
+        // A finished job's snapshot carries its result (shared base64, not re-encoded here).
+        if record.status.is_finished() {
+            record.read = true;
+        }
+        let record = &*record;
         Some(Subscription {
             snapshot: catch_up(record, position),
             live: record.events.as_ref().map(|events| events.subscribe()),
@@ -320,7 +379,10 @@ impl Engine {
     pub fn image(&self, id: &str, index: usize) -> Result<Bytes, ImageError> {
         let mut state = self.shared.lock();
         state.store.sweep(Instant::now());
-        let record = state.store.get(id).ok_or(ImageError::NotFound)?;
+        let record = state.store.get_mut(id).ok_or(ImageError::NotFound)?;
+        if record.status == JobStatus::Succeeded {
+            record.read = true;
+        }
         let output = match (&record.output, record.status) {
             (Some(output), JobStatus::Succeeded) => output,
             (_, status) => return Err(ImageError::NotSucceeded(status)),
@@ -332,7 +394,7 @@ impl Engine {
             .ok_or(ImageError::OutOfRange(output.images.len()))
     }
 
-    /// Cancels a waiting job at once, or asks the running one to stop after its current step.
+    /// Cancels a waiting job at once, or asks the running one to stop at its next check (between UNet blocks).
     pub fn cancel(&self, id: &str) -> Result<CancelOutcome, CancelError> {
         let mut state = self.shared.lock();
         state.store.sweep(Instant::now());
@@ -395,7 +457,9 @@ impl Engine {
                 "the running job outlived the shutdown grace period; cancelling it"
             );
             self.cancel_running();
-            self.wait_idle(Duration::from_secs(10)).await;
+            if !self.wait_idle(self.shared.config.stop_wait).await {
+                self.abandon_running();
+            }
         }
         self.shared.lock().exit = true;
         self.shared.wake.notify_all();
@@ -406,6 +470,32 @@ impl Engine {
         if let Some(record) = state.running.as_deref().and_then(|id| state.store.get(id)) {
             record.cancel.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// Ends the running job's record now, with a terminal `error` event for its watchers, when it did not stop
+    /// in time (the process is about to exit mid-step); the model thread's late outcome is then ignored.
+    fn abandon_running(&self) {
+        let mut state = self.shared.lock();
+        let Some(id) = state.running.clone() else {
+            return;
+        };
+        tracing::warn!(job = %id, "the running job did not stop in time; ending it for shutdown");
+        let error = crate::job::JobError::new(
+            "shutting_down",
+            "the worker shut down before the job could stop",
+        );
+        if let Some(record) = state.store.get_mut(&id) {
+            record.error = Some(error.clone());
+        }
+        state.finish(
+            &id,
+            JobStatus::Failed,
+            JobEvent::Error {
+                code: error.code,
+                message: error.message,
+            },
+            &self.shared.metrics,
+        );
     }
 
     async fn wait_idle(&self, limit: Duration) -> bool {

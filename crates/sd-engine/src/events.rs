@@ -98,9 +98,10 @@ pub(crate) fn catch_up(record: &JobRecord, position: Option<usize>) -> Vec<JobEv
             events
         }
         JobStatus::Succeeded => {
-            let images = record.output.as_ref().map_or_else(Vec::new, |output| {
-                output.images.iter().map(|png| base64_png(png)).collect()
-            });
+            let images = record
+                .output
+                .as_ref()
+                .map_or_else(Vec::new, |output| output.base64.clone());
             vec![JobEvent::Complete {
                 images,
                 seeds: record.seeds.clone(),

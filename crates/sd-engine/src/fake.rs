@@ -1,7 +1,8 @@
 //! A deterministic stand-in for the inference core, for tests and load tests of the layers above it: no
 //! weights, a configurable sleep per step, and images that depend only on (seed, prompt, size), so a job's
 //! result never depends on what else ran. Prompts containing `[fail]` fail and `[panic]` panic, to exercise
-//! the engine's error paths.
+//! the engine's error paths. A step checks the interrupt flag as the UNet does between blocks, except with
+//! `[stuck]` in the prompt (a step that cannot be stopped, for shutdown's last resort).
 
 use std::time::{Duration, Instant};
 
@@ -86,8 +87,13 @@ impl Backend for FakeBackend {
             return Err(CoreError::InvalidInput("fake backend asked to fail".into()));
         }
         let preview = || Ok(RgbImage::from_pixel(8, 8, Rgb([128, 64, 32])));
+        let stuck = request.prompt.contains("[stuck]");
         for step in 1..=request.steps {
-            std::thread::sleep(self.step_delay);
+            if stuck {
+                std::thread::sleep(self.step_delay);
+            } else {
+                sleep_checking_interrupt(self.step_delay)?;
+            }
             if on_step(&StepProgress::new(step, request.steps, &preview)) == StepControl::Stop {
                 return Err(CoreError::Cancelled);
             }
@@ -113,6 +119,20 @@ impl Backend for FakeBackend {
             vae_tiled: false,
             warnings: Vec::new(),
         })
+    }
+}
+
+/// Sleeps like a UNet step, checking the interrupt flag every few milliseconds as the UNet does between its
+/// blocks.
+fn sleep_checking_interrupt(delay: Duration) -> sd_core::Result<()> {
+    let until = Instant::now() + delay;
+    loop {
+        sd_core::interrupt::check()?;
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        std::thread::sleep(left.min(Duration::from_millis(5)));
     }
 }
 

@@ -104,6 +104,9 @@ pub struct Progress {
 #[derive(Clone, Debug)]
 pub struct JobOutput {
     pub images: Vec<Bytes>,
+    /// The same images in base64, encoded once when the job finished and shared by every subscriber (a late
+    /// subscriber must not re-encode them, least of all under the engine lock).
+    pub base64: Vec<Arc<str>>,
     pub seeds: Vec<u64>,
     /// The VAE decoded the images in tiles (memory required it, or tiling was forced on).
     pub vae_tiled: bool,
@@ -163,15 +166,32 @@ pub(crate) struct JobRecord {
     pub timings: Option<JobTimings>,
     /// Live events; dropped when the job finishes so that subscribers see the stream end.
     pub events: Option<broadcast::Sender<JobEvent>>,
+    /// Somebody has had the result (an image, or the terminal event): the caps may now evict it.
+    pub read: bool,
+    /// What the result is expected to weigh, held against the byte budget until the job finishes.
+    pub estimated_bytes: usize,
 }
 
 /// Events a slow subscriber may fall behind by before it skips ahead (it never misses the terminal event,
 /// which is always the newest).
 const EVENT_BUFFER: usize = 64;
 
+/// A result's expected size before it exists: an 8-bit RGB image barely compresses in the worst case, and its
+/// base64 copy adds a third again.
+pub(crate) fn estimated_result_bytes(width: usize, height: usize, images: usize) -> usize {
+    let png = width.saturating_mul(height).saturating_mul(3);
+    png.saturating_add(png / 3 * 4)
+        .saturating_mul(images.max(1))
+}
+
 impl JobRecord {
     pub fn new(id: JobId, request: JobRequest) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let estimated_bytes = estimated_result_bytes(
+            request.generate.width,
+            request.generate.height,
+            request.generate.seeds.len(),
+        );
         Self {
             id,
             operation: request.operation,
@@ -192,7 +212,17 @@ impl JobRecord {
             error: None,
             timings: None,
             events: Some(events),
+            read: false,
+            estimated_bytes,
         }
+    }
+
+    /// Bytes the finished result holds: its PNG files and their base64 copies.
+    pub fn result_bytes(&self) -> usize {
+        self.output.as_ref().map_or(0, |output| {
+            output.images.iter().map(Bytes::len).sum::<usize>()
+                + output.base64.iter().map(|text| text.len()).sum::<usize>()
+        })
     }
 
     pub fn publish(&self, event: JobEvent) {

@@ -17,8 +17,10 @@ use crate::metadata::ModelHash;
 
 pub trait JobService: Send + Sync + 'static {
     fn readiness(&self) -> Readiness;
-    /// What a model still loading is doing (e.g. a download's progress), for `/ready`.
-    fn loading_detail(&self) -> Option<String>;
+    /// What loading is doing now (e.g. "downloading model, 40%"), for `/ready` while the model loads.
+    fn loading_detail(&self) -> Option<String> {
+        None
+    }
     /// The model requests are validated against, once one is available.
     fn model_info(&self) -> Option<Arc<ModelInfo>>;
     fn model_hash(&self) -> Option<ModelHash>;
@@ -29,6 +31,10 @@ pub trait JobService: Send + Sync + 'static {
     fn jobs(&self, limit: usize) -> Vec<JobSnapshot>;
     /// The job's events so far and its live events; `None` for an unknown job.
     fn subscribe(&self, id: &str) -> Option<Subscription>;
+    /// Whether `id` named a job whose result was dropped (expired): such a job answers 410, not 404.
+    fn expired(&self, _id: &str) -> bool {
+        false
+    }
     fn image(&self, id: &str, index: usize) -> Result<Bytes, ImageError>;
     fn cancel(&self, id: &str) -> Result<CancelOutcome, CancelError>;
     fn load(&self) -> Load;
@@ -63,6 +69,9 @@ impl JobService for Engine {
     }
     fn subscribe(&self, id: &str) -> Option<Subscription> {
         Engine::subscribe(self, id)
+    }
+    fn expired(&self, id: &str) -> bool {
+        Engine::expired(self, id)
     }
     fn image(&self, id: &str, index: usize) -> Result<Bytes, ImageError> {
         Engine::image(self, id, index)
@@ -106,6 +115,9 @@ impl JobService for Arc<dyn JobService> {
     }
     fn subscribe(&self, id: &str) -> Option<Subscription> {
         self.as_ref().subscribe(id)
+    }
+    fn expired(&self, id: &str) -> bool {
+        self.as_ref().expired(id)
     }
     fn image(&self, id: &str, index: usize) -> Result<Bytes, ImageError> {
         self.as_ref().image(id, index)

@@ -1,6 +1,7 @@
 //! The model thread: the only code that touches the backend. It loads the model, then runs one job at a time
 //! from the queue, turning step callbacks into progress and preview events, honouring cancellation between
-//! steps, and recording the outcome. A failing or panicking job fails only itself.
+//! steps and inside them (see [`sd_core::interrupt`]), and recording the outcome. A failing or panicking job
+//! fails only itself.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -148,8 +149,9 @@ fn run_job(shared: &Shared, backend: &dyn Backend, job: ActiveJob) {
             StepControl::Continue
         }
     };
+    // The cancel flag is also checked inside a step (between UNet blocks), so a long step stops promptly.
     let result = catch_unwind(AssertUnwindSafe(|| {
-        backend.generate(&job.request, &mut on_step)
+        sd_core::interrupt::scope(&job.cancel, || backend.generate(&job.request, &mut on_step))
     }));
     let generate_ms = started.elapsed().as_secs_f64() * 1000.0;
 
@@ -186,7 +188,11 @@ fn run_job(shared: &Shared, backend: &dyn Backend, job: ActiveJob) {
     };
 
     let mut state = shared.lock();
-    if let Some(record) = state.store.get_mut(&job.id) {
+    if let Some(record) = state
+        .store
+        .get_mut(&job.id)
+        .filter(|record| !record.status.is_finished())
+    {
         record.output = output;
         record.error = error.clone();
         record.timings = Some(timings.clone());
@@ -273,7 +279,7 @@ fn encode_output(
     for warning in &generated.warnings {
         tracing::warn!(%warning, "generation warning");
     }
-    let base64 = images.iter().map(|png| base64_png(png)).collect();
+    let base64: Vec<Arc<str>> = images.iter().map(|png| base64_png(png)).collect();
     let timings = JobTimings {
         text_encode_ms: generated.timings.text_encode_ms,
         denoise_ms: generated.timings.denoise_ms,
@@ -284,6 +290,7 @@ fn encode_output(
     Ok((
         JobOutput {
             images,
+            base64: base64.clone(),
             seeds: generated.seeds,
             vae_tiled: generated.vae_tiled,
             prompt: request.prompt.clone(),

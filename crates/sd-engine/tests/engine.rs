@@ -214,6 +214,35 @@ async fn a_full_queue_refuses_with_a_retry_hint() {
 }
 
 #[tokio::test]
+async fn retry_after_is_the_expected_wait_for_the_jobs_ahead() {
+    let engine = engine_with(
+        Duration::from_millis(50),
+        EngineConfig {
+            max_queue: 3,
+            ..config()
+        },
+    )
+    .await;
+    // One job of about a second teaches the engine the mean job time.
+    let first = engine.submit(request("warm", 20, vec![1])).unwrap();
+    wait_for_status(&engine, &first.id, JobStatus::Succeeded).await;
+    let running = engine.submit(request("run", 100, vec![1])).unwrap();
+    wait_for_status(&engine, &running.id, JobStatus::Running).await;
+    for name in ["a", "b", "c"] {
+        engine.submit(request(name, 20, vec![1])).unwrap();
+    }
+    // Four jobs ahead (three waiting, one running) at about a second each.
+    match engine.submit(request("d", 1, vec![1])) {
+        Err(SubmitError::QueueFull { retry_after }) => assert!(
+            (Duration::from_secs(4)..=Duration::from_secs(6)).contains(&retry_after),
+            "{retry_after:?}"
+        ),
+        other => panic!("expected queue_full, got {other:?}"),
+    }
+    engine.cancel(&running.id).unwrap();
+}
+
+#[tokio::test]
 async fn late_subscribers_get_the_current_state() {
     let engine = engine_with(Duration::from_millis(1), config()).await;
     let done = engine.submit(request("done", 2, vec![5])).unwrap();
@@ -224,6 +253,17 @@ async fn late_subscribers_get_the_current_state() {
         matches!(&late.snapshot[..], [JobEvent::Complete { seeds, images, .. }] if seeds == &[5] && images.len() == 1)
     );
     assert!(engine.subscribe("unknown").is_none());
+    // Every late subscriber shares the one base64 copy made when the job finished.
+    let again = engine.subscribe(&done.id).unwrap();
+    match (&late.snapshot[..], &again.snapshot[..]) {
+        ([JobEvent::Complete { images: a, .. }], [JobEvent::Complete { images: b, .. }]) => {
+            assert!(
+                std::sync::Arc::ptr_eq(&a[0], &b[0]),
+                "re-encoded per subscriber"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -285,10 +325,21 @@ async fn finished_jobs_expire_and_are_capped() {
     for index in 0..10 {
         let job = capped.submit(request("x", 1, vec![index])).unwrap();
         wait_for_status(&capped, &job.id, JobStatus::Succeeded).await;
+        // Read: only read results may be evicted by the cap.
+        capped.image(&job.id, 0).unwrap();
         ids.push(job.id);
     }
     assert_eq!(capped.jobs(100).len(), 3);
     assert!(capped.job(&ids[6]).is_none());
+    assert!(
+        capped.expired(&ids[6]),
+        "an evicted job is known as expired"
+    );
+    assert!(
+        engine.expired(&job.id),
+        "an expired job is known as expired"
+    );
+    assert!(!capped.expired("never-existed"));
     assert!(capped.job(&ids[9]).is_some());
 }
 

@@ -61,6 +61,13 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("the queue is full; retry later")]
     QueueFull { retry_after: Duration },
+    /// Finished results nobody has read yet fill `--max-results`/`--max-result-mb`; they are kept until read
+    /// or expired, so new jobs wait.
+    #[error("unread results fill the result budget; fetch them, or retry later")]
+    ResultsFull { retry_after: Duration },
+    /// The request headers are larger than the worker accepts.
+    #[error("the request headers are too large (at most {0} bytes)")]
+    HeadersTooLarge(usize),
     #[error("{reason}")]
     NotReady { reason: String },
     #[error("the worker is shutting down")]
@@ -93,7 +100,8 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::QueueFull { .. } | Self::ResultsFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NotReady { .. } | Self::ShuttingDown | Self::QueueUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -116,6 +124,8 @@ impl ApiError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::QueueFull { .. } => "queue_full",
+            Self::ResultsFull { .. } => "results_full",
+            Self::HeadersTooLarge(_) => "headers_too_large",
             Self::NotReady { .. } => "not_ready",
             Self::ShuttingDown => "shutting_down",
             Self::QueueUnavailable(_) => "queue_unavailable",
@@ -177,7 +187,7 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static("Bearer realm=\"sd-worker\""),
                 );
             }
-            Self::QueueFull { retry_after } => {
+            Self::QueueFull { retry_after } | Self::ResultsFull { retry_after } => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after.as_secs().max(1)),

@@ -5,7 +5,8 @@
 //! So in that mode only loopback `Host` values (plus `--allowed-host`) are served, and a browser `Origin` must
 //! be one of those hosts or a configured CORS origin. On every mode, a POST with a body to a JSON route must
 //! say `Content-Type: application/json` (a cross-site form or `text/plain` body cannot). With an API key
-//! the key is the protection (a page cannot know it), so Host and Origin are not checked.
+//! the key is the protection (a page cannot know it), so Host and Origin are not checked. Oversized request
+//! headers are refused here too (431 with the usual JSON body).
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, Uri};
@@ -17,6 +18,11 @@ use crate::state::AppState;
 
 /// Routes whose body is multipart, not JSON.
 const MULTIPART_ROUTES: &[&str] = &["/v1/images/edits"];
+
+/// Request headers larger than this (or more of them than [`MAX_HEADERS`]) answer 431 with a JSON body. hyper
+/// is given more room than this (see [`crate::listener`]) so that its own bodiless 431 is only a backstop.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+pub const MAX_HEADERS: usize = 100;
 
 pub async fn guard(State(app): State<AppState>, request: Request, next: Next) -> Response {
     // Content-Length or chunked on the wire; in-process requests only know their body's size.
@@ -46,6 +52,13 @@ fn check(
     headers: &HeaderMap,
     has_body: bool,
 ) -> Result<(), ApiError> {
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES || headers.len() > MAX_HEADERS {
+        return Err(ApiError::HeadersTooLarge(MAX_HEADER_BYTES));
+    }
     let config = &app.config;
     if config.api_key.is_none() {
         let host = headers
@@ -162,6 +175,49 @@ pub fn shaped(path: &str, error: ApiError) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn oversized_headers_answer_431_with_a_json_body() {
+        use axum::body::Body;
+        use axum::http::{Request, StatusCode};
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+
+        let loader = Box::new(|| {
+            Ok(
+                Box::new(sd_engine::fake::FakeBackend::new(Default::default()))
+                    as Box<dyn sd_engine::Backend>,
+            )
+        });
+        let engine = sd_engine::Engine::start(loader, Default::default())
+            .unwrap_or_else(|error| panic!("{error}"));
+        let app = crate::app(AppState::new(engine, crate::ServerConfig::default()))
+            .unwrap_or_else(|error| panic!("{error}"));
+        for path in ["/v1/jobs", "/sdapi/v1/options", "/v1/images/files/x/0.png"] {
+            let request = Request::get(path)
+                .header("x-big", "a".repeat(MAX_HEADER_BYTES + 1))
+                .body(Body::empty())
+                .unwrap_or_else(|error| panic!("{error}"));
+            let response = app
+                .clone()
+                .oneshot(request)
+                .await
+                .unwrap_or_else(|error| match error {});
+            assert_eq!(
+                response.status(),
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            );
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .unwrap_or_else(|error| panic!("{error}"))
+                .to_bytes();
+            let json: serde_json::Value =
+                serde_json::from_slice(&body).unwrap_or_else(|error| panic!("{path}: {error}"));
+            assert!(json["error"]["message"].is_string(), "{path}: {json}");
+        }
+    }
 
     #[test]
     fn loopback_hosts_with_any_port_are_allowed() {

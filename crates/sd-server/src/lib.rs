@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod compat;
+pub mod cpu;
 pub mod error;
 pub mod guard;
 pub mod heartbeat;

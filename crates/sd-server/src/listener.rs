@@ -82,7 +82,10 @@ pub async fn serve(
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_timeout)
-            .max_buf_size(limits.max_buffer_bytes.max(8192));
+            .max_buf_size(limits.max_buffer_bytes.max(8192))
+            // Above the guard's limit, so that the guard answers 431 with a JSON body; hyper's bodiless 431
+            // is only for what exceeds even this.
+            .max_headers(crate::guard::MAX_HEADERS * 4);
         let connection =
             builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let connection = graceful.watch(connection);

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use sd_engine::{Engine, JobService};
 
+use crate::cpu::CpuPool;
 use crate::validate::Limits;
 
 #[derive(Clone, Debug)]
@@ -21,6 +22,12 @@ pub struct ServerConfig {
     pub version: String,
     /// The `--lora-dir` folders: `GET /v1/loras` and the check of `<lora:...>` tags at submission.
     pub loras: sd_core::adapters::LoraLibrary,
+    /// Build absolute links (signed image URLs) from `X-Forwarded-Host`/`-Proto` (`--trust-forwarded`): only
+    /// behind a proxy that sets them, since any client can send them.
+    pub trust_forwarded: bool,
+    /// CPU tasks of requests (image decoding, resizing, mask blur, conversion) run at once (`--cpu-tasks`);
+    /// 0: one per core.
+    pub cpu_tasks: usize,
 }
 
 impl Default for ServerConfig {
@@ -33,6 +40,8 @@ impl Default for ServerConfig {
             body_timeout: Some(std::time::Duration::from_secs(60)),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             loras: Default::default(),
+            trust_forwarded: false,
+            cpu_tasks: 0,
         }
     }
 }
@@ -42,6 +51,8 @@ pub struct AppState {
     /// Runs the jobs: the in-process engine, or a gateway's Redis queue.
     pub engine: Arc<dyn JobService>,
     pub config: Arc<ServerConfig>,
+    /// The bounded pool for requests' CPU work.
+    pub cpu: Arc<CpuPool>,
 }
 
 impl AppState {
@@ -53,6 +64,7 @@ impl AppState {
     pub fn with_service(engine: Arc<dyn JobService>, config: ServerConfig) -> Self {
         Self {
             engine,
+            cpu: Arc::new(CpuPool::new(config.cpu_tasks)),
             config: Arc::new(config),
         }
     }

@@ -143,7 +143,7 @@ async fn defaults_samplers_schedules_and_clip_skip() {
         "/sdapi/v1/txt2img",
         json!({"prompt": "p", "width": 64, "height": 64, "steps": 2, "sampler_name": "DPM++ 2M",
                "scheduler": "Karras", "cfg_scale": 6.5, "seed": 3,
-               "override_settings": {"CLIP_stop_at_last_layers": 2, "sd_model_checkpoint": "another.safetensors"}}),
+               "override_settings": {"CLIP_stop_at_last_layers": 2, "sd_model_checkpoint": "fake.safetensors"}}),
     )
     .await;
     let first = info(&response);

@@ -297,3 +297,37 @@ async fn a1111_unauthorized_has_detail() {
     assert!(reply.json()["detail"].is_string(), "{}", reply.text());
     assert!(reply.headers.contains_key(header::WWW_AUTHENTICATE));
 }
+
+#[tokio::test]
+async fn oversized_headers_on_the_wire_answer_431_with_json() {
+    let address = live_server(Duration::from_secs(5), 16).await;
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["error"]["code"], "headers_too_large");
+}
+
+#[tokio::test]
+async fn signed_file_routes_answer_json_errors() {
+    let app = app(Duration::ZERO).await;
+    for path in [
+        "/v1/images/files/abc/0.png?expires=soon&signature=x",
+        "/v1/images/files/abc/0.png",
+    ] {
+        let reply = app.get(path).await;
+        assert!(reply.status.is_client_error(), "{path}: {}", reply.status);
+        assert!(
+            reply.json()["error"]["message"].is_string(),
+            "{path}: {}",
+            reply.text()
+        );
+    }
+}

@@ -304,14 +304,27 @@ async fn finished_jobs_are_forgotten_after_the_ttl() {
     let id = app.submit(generation("ephemeral")).await;
     app.wait_status(&id, "succeeded").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // Expired is told apart from never-existed: 410 job_expired.
     let gone = app.get(&format!("/v1/jobs/{id}")).await;
     assert_eq!(
         (gone.status, gone.code().as_str()),
-        (StatusCode::NOT_FOUND, "job_not_found")
+        (StatusCode::GONE, "job_expired")
     );
+    for path in [
+        format!("/v1/jobs/{id}/images/0"),
+        format!("/v1/jobs/{id}/stream"),
+    ] {
+        let reply = app.get(&path).await;
+        assert_eq!(
+            (reply.status, reply.code().as_str()),
+            (StatusCode::GONE, "job_expired"),
+            "{path}"
+        );
+    }
+    let unknown = app.get("/v1/jobs/never-was").await;
     assert_eq!(
-        app.get(&format!("/v1/jobs/{id}/images/0")).await.status,
-        StatusCode::NOT_FOUND
+        (unknown.status, unknown.code().as_str()),
+        (StatusCode::NOT_FOUND, "job_not_found")
     );
 }
 

@@ -242,9 +242,14 @@ pub struct ServeArgs {
     /// How long finished jobs and their images are kept, e.g. `10m`, `1h`.
     #[arg(long, env = "SD_RESULT_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub result_ttl: Duration,
-    /// Keep at most this many finished jobs, whatever their age (bounds memory).
+    /// Keep at most this many finished jobs. Read results beyond it are dropped, oldest first; unread ones are
+    /// kept until --result-ttl, and while they fill it new jobs are refused (429 `results_full`).
     #[arg(long, env = "SD_MAX_RESULTS", default_value_t = 256)]
     pub max_results: usize,
+    /// Keep at most this many MiB of finished results (PNG files and their base64 copies), with the same
+    /// rule as --max-results.
+    #[arg(long, env = "SD_MAX_RESULT_MB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub max_result_mb: u64,
     /// Browser origin allowed by CORS (repeat, or comma-separate in the env var); `*` allows any.
     #[arg(long = "cors-origin", env = "SD_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -279,6 +284,14 @@ pub struct ServeArgs {
     /// Time a client has to send a whole request body after its headers (408 after that).
     #[arg(long, env = "SD_BODY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub body_timeout: Duration,
+    /// Build absolute links (signed image URLs) from X-Forwarded-Host/X-Forwarded-Proto. Only behind a proxy
+    /// that sets them: any client can send them. Without it links use the Host header.
+    #[arg(long, env = "SD_TRUST_FORWARDED", value_parser = BoolishValueParser::new())]
+    pub trust_forwarded: bool,
+    /// CPU tasks of requests (image decoding and resizing, mask blur, format conversion) run at once; more
+    /// wait their turn. 0: one per CPU core.
+    #[arg(long, env = "SD_CPU_TASKS", default_value_t = 0)]
+    pub cpu_tasks: usize,
 }
 
 /// `WxH` -> (width, height).

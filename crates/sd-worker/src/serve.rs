@@ -34,7 +34,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_queue: usize::try_from(args.max_queue).unwrap_or(usize::MAX),
             result_ttl: args.result_ttl,
             max_finished: args.max_results,
+            max_result_bytes: usize::try_from(args.max_result_mb.saturating_mul(1024 * 1024))
+                .unwrap_or(usize::MAX),
             preview_interval: (!args.preview_interval.is_zero()).then_some(args.preview_interval),
+            ..EngineConfig::default()
         },
     )
     .context("cannot start the model thread")?;
@@ -60,6 +63,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         body_timeout: (!args.body_timeout.is_zero()).then_some(args.body_timeout),
         version: version.clone(),
         loras: sd_core::adapters::LoraLibrary::new(args.model.lora_dir.clone()),
+        trust_forwarded: args.trust_forwarded,
+        cpu_tasks: args.cpu_tasks,
     };
     let app = sd_server::app(AppState::new(engine.clone(), config))?;
 

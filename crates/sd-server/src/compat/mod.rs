@@ -121,7 +121,9 @@ impl CompatError {
 
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::Api(ApiError::QueueFull { retry_after }) => Some(retry_after.as_secs().max(1)),
+            Self::Api(
+                ApiError::QueueFull { retry_after } | ApiError::ResultsFull { retry_after },
+            ) => Some(retry_after.as_secs().max(1)),
             Self::Api(ApiError::NotReady { .. }) => Some(5),
             _ => None,
         }

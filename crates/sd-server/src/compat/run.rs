@@ -212,6 +212,7 @@ pub async fn run(
 fn submit_error(engine: &dyn JobService, error: SubmitError) -> CompatError {
     CompatError::Api(match error {
         SubmitError::QueueFull { retry_after } => ApiError::QueueFull { retry_after },
+        SubmitError::ResultsFull { retry_after } => ApiError::ResultsFull { retry_after },
         SubmitError::NotReady => not_ready(engine.readiness()),
         SubmitError::ShuttingDown => ApiError::ShuttingDown,
         SubmitError::Unavailable(reason) => ApiError::QueueUnavailable(reason),

@@ -174,7 +174,8 @@ pub async fn submit(
             validate(parsed, &model, &limits)?
         } else {
             // Decoding and resizing input images is CPU work: keep it off the async workers.
-            tokio::task::spawn_blocking(move || validate(parsed, &model, &limits))
+            app.cpu
+                .run(move || validate(parsed, &model, &limits))
                 .await
                 .map_err(|error| ApiError::Internal(format!("validation task failed: {error}")))??
         };
@@ -182,6 +183,7 @@ pub async fn submit(
     let seeds = request.generate.seeds.clone();
     let submitted = app.engine.submit(request).map_err(|error| match error {
         SubmitError::QueueFull { retry_after } => ApiError::QueueFull { retry_after },
+        SubmitError::ResultsFull { retry_after } => ApiError::ResultsFull { retry_after },
         SubmitError::NotReady => not_ready(app.engine.readiness()),
         SubmitError::ShuttingDown => ApiError::ShuttingDown,
         SubmitError::Unavailable(reason) => ApiError::QueueUnavailable(reason),
@@ -224,13 +226,13 @@ pub async fn list(
 
 /// A job's status, position, progress, result or error, and timings.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 410, description = "The result expired (`job_expired`)", body = ErrorBody)))]
 pub async fn status(
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<JobView>, ApiError> {
     let Path(id) = id?;
-    let job = app.engine.job(&id).ok_or_else(|| unknown_job(&id))?;
+    let job = app.engine.job(&id).ok_or_else(|| unknown_job(&app, &id))?;
     Ok(Json(job.into()))
 }
 
@@ -240,13 +242,16 @@ pub async fn status(
     responses(
         (status = 200, description = "text/event-stream; each `data` is a JobEvent, the last is `[DONE]`",
             content_type = "text/event-stream", body = sd_engine::JobEvent),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 410, description = "The result expired (`job_expired`)", body = ErrorBody)))]
 pub async fn stream(
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id?;
-    let subscription = app.engine.subscribe(&id).ok_or_else(|| unknown_job(&id))?;
+    let subscription = app
+        .engine
+        .subscribe(&id)
+        .ok_or_else(|| unknown_job(&app, &id))?;
     let events = Sse::new(crate::sse::job_events(subscription)).keep_alive(KeepAlive::default());
     Ok((
         [
@@ -263,7 +268,7 @@ pub async fn stream(
     params(("id" = String, Path), ("index" = usize, Path)),
     responses(
         (status = 200, description = "PNG", content_type = "image/png", body = Vec<u8>),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 410, description = "The result expired (`job_expired`)", body = ErrorBody),
         (status = 409, description = "The job has not succeeded", body = ErrorBody)))]
 pub async fn image(
     State(app): State<AppState>,
@@ -271,7 +276,7 @@ pub async fn image(
 ) -> Result<Response, ApiError> {
     let Path((id, index)) = path?;
     let png = app.engine.image(&id, index).map_err(|error| match error {
-        ImageError::NotFound => unknown_job(&id),
+        ImageError::NotFound => unknown_job(&app, &id),
         ImageError::NotSucceeded(status) => ApiError::Conflict {
             code: "job_not_succeeded",
             message: format!("job {id} has no images: it is {}", status.as_str()),
@@ -288,7 +293,7 @@ pub async fn image(
     responses(
         (status = 200, description = "Was waiting; now cancelled", body = CancelResponse),
         (status = 202, description = "Running; stops after the current step", body = CancelResponse),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 410, description = "The result expired (`job_expired`)", body = ErrorBody),
         (status = 409, description = "Already finished", body = ErrorBody)))]
 pub async fn cancel(
     State(app): State<AppState>,
@@ -296,7 +301,7 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     let Path(id) = id?;
     let outcome = app.engine.cancel(&id).map_err(|error| match error {
-        CancelError::NotFound => unknown_job(&id),
+        CancelError::NotFound => unknown_job(&app, &id),
         CancelError::AlreadyFinished(status) => ApiError::Conflict {
             code: "job_finished",
             message: format!("job {id} already finished: it is {}", status.as_str()),
@@ -316,6 +321,13 @@ pub async fn cancel(
         .into_response())
 }
 
-fn unknown_job(id: &str) -> ApiError {
-    ApiError::JobNotFound(format!("no job {id} (unknown, or its result expired)"))
+/// 410 `job_expired` for a job whose result was dropped (TTL or result budget), else 404 `job_not_found`.
+fn unknown_job(app: &AppState, id: &str) -> ApiError {
+    if app.engine.expired(id) {
+        ApiError::JobExpired(format!(
+            "job {id} finished and its result was dropped after --result-ttl; fetch results sooner"
+        ))
+    } else {
+        ApiError::JobNotFound(format!("no job {id}"))
+    }
 }

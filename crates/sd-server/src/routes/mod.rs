@@ -50,8 +50,7 @@ pub fn app(state: AppState) -> Result<Router, AppError> {
             crate::listener::body_deadline,
         ))
         .layer(TraceLayer::new_for_http())
-        // A panic in a handler answers 500 with the usual JSON body; the worker and its queue live on.
-        .layer(CatchPanicLayer::custom(panic_response));
+        .layer(catch_panics());
     if let Some(cors) = cors(&state.config.cors_origins)? {
         app = app.layer(cors);
     }
@@ -83,6 +82,13 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, AppError> {
     ))
 }
 
+/// A panic in a handler answers 500 with the usual JSON body; the worker and its queue live on.
+fn catch_panics() -> CatchPanicLayer<PanicResponder> {
+    CatchPanicLayer::custom(panic_response as PanicResponder)
+}
+
+type PanicResponder = fn(Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response;
+
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
     let detail = panic
         .downcast_ref::<&str>()
@@ -101,4 +107,56 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A handler that panics gets the 500 JSON answer, and the same router (the same layer `app` uses) goes on
+    /// serving the next request.
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_json_and_the_router_keeps_serving() {
+        async fn boom() -> &'static str {
+            panic!("a bug in a handler")
+        }
+        let router: Router = Router::new()
+            .route("/boom", get(boom))
+            .route("/ok", get(|| async { "ok" }))
+            .layer(catch_panics());
+        let request = |path: &str| {
+            Request::get(path)
+                .body(Body::empty())
+                .unwrap_or_else(|error| panic!("{error}"))
+        };
+        for _ in 0..2 {
+            let response = router
+                .clone()
+                .oneshot(request("/boom"))
+                .await
+                .unwrap_or_else(|error| match error {});
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .unwrap_or_else(|error| panic!("{error}"))
+                .to_bytes();
+            let json: serde_json::Value =
+                serde_json::from_slice(&body).unwrap_or_else(|error| panic!("{error}"));
+            assert_eq!(json["error"]["code"], "internal_error");
+            let ok = router
+                .clone()
+                .oneshot(request("/ok"))
+                .await
+                .unwrap_or_else(|error| match error {});
+            assert_eq!(ok.status(), StatusCode::OK);
+        }
+    }
 }

@@ -472,17 +472,21 @@ impl UNet {
             emb = (emb + add.embedding.forward(&add_input, None)?)?;
         }
 
+        // A cancelled job stops between blocks rather than after the whole step (see `crate::interrupt`).
         let mut x = self.conv_in.forward(&sample)?;
         let mut skips = vec![x.clone()];
         for block in &self.down {
+            crate::interrupt::check()?;
             let (out, block_skips) = block.forward(&x, &emb, context)?;
             x = out;
             skips.extend(block_skips);
         }
         if let Some(mid) = &self.mid {
+            crate::interrupt::check()?;
             x = mid.forward(&x, &emb, context)?;
         }
         for block in &self.up {
+            crate::interrupt::check()?;
             let keep = skips.len().saturating_sub(block.num_skips());
             let target = keep
                 .checked_sub(1)

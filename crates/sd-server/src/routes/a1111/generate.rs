@@ -14,8 +14,8 @@ use sd_core::pipeline::ModelInfo;
 use sd_engine::metadata::{self, GenerationParams, ModelHash};
 use serde_json::{json, Map, Value};
 
-use super::inpaint;
 use super::request::{self, Mode, Plan};
+use super::{inpaint, probes};
 use super::{A1111Error, A1111State};
 use crate::compat::run::{self, Produced, RunEvent};
 use crate::error::ApiError;
@@ -84,12 +84,21 @@ async fn handle(
         .engine
         .model_info()
         .ok_or_else(|| not_ready(app.engine.readiness()))?;
+    // A checkpoint other than the loaded one is refused as `POST options` refuses it, not silently ignored.
+    if let Some(name) = body
+        .get("override_settings")
+        .and_then(|overrides| overrides.get("sd_model_checkpoint"))
+        .and_then(Value::as_str)
+    {
+        probes::check_checkpoint(&app, name, "override_settings").map_err(A1111Error::invalid)?;
+    }
     let options = state.options().clone();
     let limits = app.config.limits.clone();
     let plan = {
         let (body, model) = (body.clone(), Arc::clone(&model));
         // img2img decodes and resizes images: CPU work, kept off the async workers.
-        tokio::task::spawn_blocking(move || request::plan(&body, mode, &model, &limits, &options))
+        app.cpu
+            .run(move || request::plan(&body, mode, &model, &limits, &options))
             .await
             .map_err(|error| ApiError::Internal(format!("validation task failed: {error}")))?
             .map_err(A1111Error::invalid)?
@@ -121,11 +130,27 @@ async fn handle(
         },
     )
     .await?;
+    // A1111 answers an `interrupt` with what finished; a job stopped by anything else (shutdown, a cancel on
+    // the native API) must not pass as a success with no images, which clients index as `images[0]`.
+    if outcome.interrupted && outcome.images.is_empty() && !task.control.is_interrupted() {
+        return Err(A1111Error(
+            if app.engine.load().accepting {
+                ApiError::Conflict {
+                    code: "job_cancelled",
+                    message: "the job was cancelled before it produced an image".into(),
+                }
+            } else {
+                ApiError::ShuttingDown
+            }
+            .into(),
+        ));
+    }
     let timestamp = task.timestamp.clone();
     drop(guard);
 
     let hash = app.engine.model_hash();
-    let (images, infotexts) = finish_images(outcome.images, &plan, &model, hash.as_ref()).await?;
+    let (images, infotexts) =
+        finish_images(&app, outcome.images, &plan, &model, hash.as_ref()).await?;
     let info = info_json(&plan, &model, hash.as_ref(), &infotexts, &timestamp);
     let mut images: Vec<String> = if plan.send_images {
         images
@@ -191,6 +216,7 @@ fn image_params(
 
 /// The final PNGs (pasted back for "only masked", re-stamped when A1111 adds parameters) and their infotexts.
 async fn finish_images(
+    app: &AppState,
     images: Vec<Produced>,
     plan: &Plan,
     model: &ModelInfo,
@@ -207,21 +233,23 @@ async fn finish_images(
     let paste_back = plan.paste_back.clone();
     let restamp = !plan.extra.is_empty();
     let texts = infotexts.clone();
-    let finished = tokio::task::spawn_blocking(move || {
-        images
-            .iter()
-            .zip(&texts)
-            .map(|(image, text)| match &paste_back {
-                Some(paste) => inpaint::paste_back(&image.png, paste, text),
-                None if restamp => metadata::replace_png_text(&image.png, "parameters", text)
-                    .map_err(|error| error.to_string()),
-                None => Ok(image.png.to_vec()),
-            })
-            .collect::<Result<Vec<_>, String>>()
-    })
-    .await
-    .map_err(|error| ApiError::Internal(format!("image task failed: {error}")))?
-    .map_err(ApiError::Internal)?;
+    let finished = app
+        .cpu
+        .run(move || {
+            images
+                .iter()
+                .zip(&texts)
+                .map(|(image, text)| match &paste_back {
+                    Some(paste) => inpaint::paste_back(&image.png, paste, text),
+                    None if restamp => metadata::replace_png_text(&image.png, "parameters", text)
+                        .map_err(|error| error.to_string()),
+                    None => Ok(image.png.to_vec()),
+                })
+                .collect::<Result<Vec<_>, String>>()
+        })
+        .await
+        .map_err(|error| ApiError::Internal(format!("image task failed: {error}")))?
+        .map_err(ApiError::Internal)?;
     Ok((finished, infotexts))
 }
 

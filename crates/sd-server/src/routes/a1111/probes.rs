@@ -1,6 +1,7 @@
 //! The A1111 routes clients call to discover a server: samplers, schedulers, models, options, flags, memory,
 //! and the lists of add-ons (LoRAs, VAEs, upscalers, ...) that this worker does not have, answered empty.
-//! `POST options` accepts the loaded model as `sd_model_checkpoint` and remembers the rest (clip skip is used).
+//! `POST options` accepts the loaded model as `sd_model_checkpoint` and remembers the other options that
+//! `GET options` reports (clip skip is used); unknown keys are ignored with a warning, sizes are bounded.
 
 use std::sync::Arc;
 
@@ -170,20 +171,13 @@ pub async fn set_options(
     Extension(state): Extension<Arc<A1111State>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, A1111Error> {
-    let body = parse_object(&body.map_err(ApiError::from)?)?;
+    let body = body.map_err(ApiError::from)?;
+    if body.len() > MAX_OPTIONS_BODY {
+        return Err(A1111Error(ApiError::PayloadTooLarge.into()));
+    }
+    let body = parse_object(&body)?;
     if let Some(name) = body.get("sd_model_checkpoint").and_then(Value::as_str) {
-        let loaded = checkpoint(&app);
-        if !loaded
-            .as_ref()
-            .is_some_and(|checkpoint| checkpoint.answers_to(name))
-        {
-            let serving = loaded.map_or_else(|| "no model yet".to_owned(), |c| c.title);
-            return Err(A1111Error::invalid(FieldError::new(
-                "model_not_loaded",
-                "sd_model_checkpoint",
-                format!("model {name:?} is not available; this worker serves {serving}"),
-            )));
-        }
+        check_checkpoint(&app, name, "sd_model_checkpoint").map_err(A1111Error::invalid)?;
     }
     if let Some(clip_skip) =
         super::fields::int(&body, "CLIP_stop_at_last_layers").map_err(A1111Error::invalid)?
@@ -197,8 +191,48 @@ pub async fn set_options(
             )));
         }
     }
-    state.options().extend(body);
+    // Only the options GET reports are kept, each bounded, so the store cannot grow with what clients send.
+    let known = default_options(&app);
+    let mut kept = Map::new();
+    for (key, value) in body {
+        if !known.contains_key(&key) {
+            tracing::warn!(option = %key, "ignoring an A1111 option this worker does not know");
+            continue;
+        }
+        if value.to_string().len() > MAX_OPTION_VALUE {
+            return Err(A1111Error::invalid(FieldError::new(
+                "invalid_option",
+                &key,
+                format!("the value of {key} is longer than {MAX_OPTION_VALUE} bytes"),
+            )));
+        }
+        kept.insert(key, value);
+    }
+    state.options().extend(kept);
     Ok(Json(Value::Null))
+}
+
+/// `POST /sdapi/v1/options` bodies larger than this are refused (413): the known options are short values.
+pub const MAX_OPTIONS_BODY: usize = 64 * 1024;
+/// Longest accepted value of one option, as JSON text.
+pub const MAX_OPTION_VALUE: usize = 4096;
+
+/// `Ok` when `name` is the loaded checkpoint (title, name, file or hash), else the refusal `POST options` and
+/// `override_settings` both give.
+pub(super) fn check_checkpoint(app: &AppState, name: &str, field: &str) -> Result<(), FieldError> {
+    let loaded = checkpoint(app);
+    if loaded
+        .as_ref()
+        .is_some_and(|checkpoint| checkpoint.answers_to(name))
+    {
+        return Ok(());
+    }
+    let serving = loaded.map_or_else(|| "no model yet".to_owned(), |c| c.title);
+    Err(FieldError::new(
+        "model_not_loaded",
+        field,
+        format!("model {name:?} is not available; this worker serves {serving}"),
+    ))
 }
 
 #[utoipa::path(get, path = "/sdapi/v1/cmd-flags", tag = "a1111", responses((status = 200, description = "A few of A1111's flags", body = Object)))]

@@ -273,14 +273,23 @@ pub fn plan(
     let sampler = sampler(body)?;
     let batch_size = count(body, "batch_size")?;
     let n_iter = count(body, "n_iter")?;
-    let images = batch_size * n_iter;
-    if images > MAX_IMAGES {
-        return Err(FieldError::new(
-            "invalid_count",
-            "batch_size",
-            format!("batch_size x n_iter = {images} exceeds {MAX_IMAGES} images"),
-        ));
-    }
+    // Checked: 2^32 x 2^32 wraps to 0 in a release build, which would pass as "no images".
+    let images = match batch_size.checked_mul(n_iter) {
+        Some(images) if images <= MAX_IMAGES => images,
+        product => {
+            let images = product.map_or_else(
+                || format!("{batch_size} x {n_iter} (too large to count)"),
+                |images| images.to_string(),
+            );
+            return Err(FieldError::new(
+                "invalid_count",
+                "batch_size",
+                format!(
+                    "batch_size x n_iter = {images} exceeds {MAX_IMAGES} images; lower batch_size or n_iter"
+                ),
+            ));
+        }
+    };
     let fields_in = CommonFields {
         prompt: Some(fields::string(body, "prompt")?.unwrap_or_default()),
         negative_prompt: fields::string(body, "negative_prompt")?,
@@ -460,6 +469,11 @@ mod tests {
         assert_eq!((plan.batch_size, plan.n_iter), (2, 3));
         let too_many = plan_error(json!({"prompt": "x", "batch_size": 20, "n_iter": 20}));
         assert_eq!(too_many.field.as_deref(), Some("batch_size"));
+        // 2^32 x 2^32 overflows usize: refused with a message, never wrapped to zero images.
+        let huge = 1_u64 << 32;
+        let overflow = plan_error(json!({"prompt": "x", "batch_size": huge, "n_iter": huge}));
+        assert_eq!(overflow.code, "invalid_count");
+        assert!(overflow.message.contains("exceeds"), "{}", overflow.message);
         assert_eq!(
             plan_error(json!({"prompt": "x", "cfg_scale": 99}))
                 .field

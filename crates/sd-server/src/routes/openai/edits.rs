@@ -241,7 +241,9 @@ pub async fn edit(
     let form = read_form(multipart).await?;
     let limits = app.config.limits.clone();
     // Decoding and resizing are CPU work: keep them off the async workers.
-    let plan = tokio::task::spawn_blocking(move || plan(form, &model, &limits))
+    let plan = app
+        .cpu
+        .run(move || plan(form, &model, &limits))
         .await
         .map_err(|error| OpenAiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,

@@ -287,6 +287,7 @@ pub async fn respond(
             &signer,
             &headers,
             app.engine.config().result_ttl,
+            app.config.trust_forwarded,
         )
         .into_iter()
         .map(|url| ImageData {
@@ -296,7 +297,7 @@ pub async fn respond(
         })
         .collect()
     } else {
-        output::base64_images(outcome.images, plan.format)
+        output::base64_images(&app.cpu, outcome.images, plan.format)
             .await?
             .into_iter()
             .map(|b64| ImageData {

@@ -4,17 +4,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use base64::Engine as _;
 use sd_engine::metadata::{self, ImageFormat};
+use sd_engine::ImageError;
 use serde::{Deserialize, Serialize};
 
 use super::error::OpenAiError;
 use crate::compat::run::Produced;
 use crate::compat::signing::UrlSigner;
+use crate::cpu::CpuPool;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Signed URLs live at most this long (and never longer than the results themselves).
@@ -88,10 +92,11 @@ pub struct ImageData {
 
 /// Base64 images in `format` (conversion off the async workers).
 pub async fn base64_images(
+    cpu: &CpuPool,
     images: Vec<Produced>,
     format: ImageFormat,
 ) -> Result<Vec<String>, OpenAiError> {
-    tokio::task::spawn_blocking(move || {
+    cpu.run(move || {
         images
             .iter()
             .map(|image| {
@@ -111,8 +116,9 @@ pub fn urls(
     signer: &UrlSigner,
     headers: &HeaderMap,
     result_ttl: Duration,
+    trust_forwarded: bool,
 ) -> Vec<String> {
-    let base = base_url(headers);
+    let base = base_url(headers, trust_forwarded);
     let lifetime = result_ttl.min(MAX_URL_LIFETIME);
     images
         .iter()
@@ -151,8 +157,9 @@ fn parse_file_name(name: &str) -> Option<(usize, ImageFormat)> {
     }
 }
 
-/// `scheme://host` from `X-Forwarded-Proto`/`X-Forwarded-Host` or `Host`.
-fn base_url(headers: &HeaderMap) -> String {
+/// `scheme://host` from `Host`, or from `X-Forwarded-Proto`/`X-Forwarded-Host` when they are trusted (any client
+/// can send them, and a link built from them would point wherever that client says).
+fn base_url(headers: &HeaderMap, trust_forwarded: bool) -> String {
     let value = |name: &str| {
         headers
             .get(name)
@@ -161,8 +168,9 @@ fn base_url(headers: &HeaderMap) -> String {
             .map(|value| value.trim().to_owned())
             .filter(|value| !value.is_empty())
     };
-    let scheme = value("x-forwarded-proto").unwrap_or_else(|| "http".to_owned());
-    let host = value("x-forwarded-host")
+    let forwarded = |name: &str| value(name).filter(|_| trust_forwarded);
+    let scheme = forwarded("x-forwarded-proto").unwrap_or_else(|| "http".to_owned());
+    let host = forwarded("x-forwarded-host")
         .or_else(|| value(header::HOST.as_str()))
         .unwrap_or_else(|| "localhost".to_owned());
     format!("{scheme}://{host}")
@@ -181,14 +189,18 @@ pub struct SignedQuery {
     responses(
         (status = 200, description = "The image with its A1111 infotext", content_type = "image/png", body = Vec<u8>),
         (status = 403, description = "Unsigned, tampered or expired link", body = super::error::OpenAiErrorBody),
-        (status = 404, description = "The image expired", body = super::error::OpenAiErrorBody),
+        (status = 404, description = "No such image", body = super::error::OpenAiErrorBody),
+        (status = 410, description = "The image expired (`job_expired`)", body = super::error::OpenAiErrorBody),
     ))]
 pub async fn file(
     State(app): State<AppState>,
     Extension(signer): Extension<Arc<UrlSigner>>,
-    Path((job_id, name)): Path<(String, String)>,
-    Query(query): Query<SignedQuery>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<SignedQuery>, QueryRejection>,
 ) -> Result<Response, OpenAiError> {
+    // Rejections as JSON errors, like every other route (axum's own are plain text).
+    let Path((job_id, name)) = path.map_err(ApiError::from)?;
+    let Query(query) = query.map_err(ApiError::from)?;
     let path = format!("/v1/images/files/{job_id}/{name}");
     let (Some(expires), Some(signature)) = (query.expires, query.signature.as_deref()) else {
         return Err(forbidden("the link is not signed"));
@@ -200,8 +212,19 @@ pub async fn file(
     let png = app
         .engine
         .image(&job_id, index)
-        .map_err(|_| not_found("the image has expired"))?;
-    let bytes = tokio::task::spawn_blocking(move || convert(&png, format))
+        .map_err(|error| match error {
+            ImageError::NotFound if app.engine.expired(&job_id) => OpenAiError {
+                status: StatusCode::GONE,
+                message: "the image has expired (--result-ttl)".to_owned(),
+                param: None,
+                code: "job_expired".into(),
+                retry_after: None,
+            },
+            _ => not_found("no such image"),
+        })?;
+    let bytes = app
+        .cpu
+        .run(move || convert(&png, format))
         .await
         .map_err(|error| internal(format!("conversion task failed: {error}")))??;
     Ok((
@@ -280,9 +303,11 @@ mod tests {
     fn base_urls_honour_proxies() {
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, "worker:8600".parse().unwrap());
-        assert_eq!(base_url(&headers), "http://worker:8600");
+        assert_eq!(base_url(&headers, false), "http://worker:8600");
         headers.insert("x-forwarded-proto", "https".parse().unwrap());
         headers.insert("x-forwarded-host", "images.example, inner".parse().unwrap());
-        assert_eq!(base_url(&headers), "https://images.example");
+        // Untrusted by default: any client can send these headers.
+        assert_eq!(base_url(&headers, false), "http://worker:8600");
+        assert_eq!(base_url(&headers, true), "https://images.example");
     }
 }

@@ -81,6 +81,8 @@ struct Shape {
     width: u32,
     height: u32,
     quality: &'static str,
+    /// The bounded pool the conversions run on.
+    cpu: Arc<crate::cpu::CpuPool>,
 }
 
 /// Starts the generation and answers with its event stream.
@@ -98,6 +100,7 @@ pub fn respond(
         width: request.width as u32,
         height: request.height as u32,
         quality: options.quality,
+        cpu: Arc::clone(&app.cpu),
     });
     let (sender, receiver) = mpsc::unbounded_channel();
     tokio::spawn(produce(
@@ -224,7 +227,8 @@ async fn render(raw: Raw, shape: Arc<Shape>) -> Event {
         Raw::Partial { index, preview } => {
             let converted = {
                 let shape = Arc::clone(&shape);
-                tokio::task::spawn_blocking(move || partial_image(&preview, &shape)).await
+                let cpu = Arc::clone(&shape.cpu);
+                cpu.run(move || partial_image(&preview, &shape)).await
             };
             match converted {
                 Ok(Ok(b64)) => {
@@ -241,8 +245,7 @@ async fn render(raw: Raw, shape: Arc<Shape>) -> Event {
         }
         Raw::Image(png) => {
             let format = shape.format;
-            let converted =
-                tokio::task::spawn_blocking(move || output::convert(&png, format)).await;
+            let converted = shape.cpu.run(move || output::convert(&png, format)).await;
             match converted {
                 Ok(Ok(bytes)) => {
                     let mut data = base(&shape, shape.kind.completed());
@@ -266,7 +269,7 @@ async fn render(raw: Raw, shape: Arc<Shape>) -> Event {
     }
 }
 
-fn join_failed(error: tokio::task::JoinError) -> OpenAiError {
+fn join_failed(error: crate::cpu::CpuTaskFailed) -> OpenAiError {
     OpenAiError {
         status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
         message: format!("conversion task failed: {error}"),
