@@ -358,8 +358,8 @@ impl JobService for Gateway {
                 CancelError::NotFound
             })?;
         match outcome.as_str() {
-            "cancelled" => Ok(CancelOutcome::Cancelled),
-            "cancelling" => Ok(CancelOutcome::Cancelling),
+            "now:cancelled" => Ok(CancelOutcome::Cancelled),
+            "now:cancelling" => Ok(CancelOutcome::Cancelling),
             other => match status_from(other) {
                 Some(status) => Err(CancelError::AlreadyFinished(status)),
                 None => Err(CancelError::NotFound),

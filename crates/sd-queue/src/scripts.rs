@@ -112,8 +112,8 @@ return 1
 });
 
 /// Cancels a waiting job at once (its entry leaves the stream) or flags a running one. KEYS: job, events,
-/// cancel. ARGV: now_ms, result_ttl_ms, active_ttl_ms. Returns `cancelled`, `cancelling`, `missing`, or the
-/// finished job's status.
+/// cancel. ARGV: now_ms, result_ttl_ms, active_ttl_ms. Returns `now:cancelled`, `now:cancelling`, `missing`,
+/// or the finished job's status.
 pub static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -127,11 +127,11 @@ if status == 'queued' then
   redis.call('HDEL', KEYS[1], 'request')
   redis.call('XADD', KEYS[2], '*', 'e', '{"type":"cancelled"}')
   for _, key in ipairs({KEYS[1], KEYS[2]}) do redis.call('PEXPIRE', key, ARGV[2]) end
-  return 'cancelled'
+  return 'now:cancelled'
 end
 if status == 'running' then
   redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
-  return 'cancelling'
+  return 'now:cancelling'
 end
 return status
 "#,
