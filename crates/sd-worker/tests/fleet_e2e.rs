@@ -24,8 +24,12 @@ async fn two_gateways_two_workers_run_every_job_once_as_the_cli_would() {
     for seed in 0..12u64 {
         ids.push(submit(&gateway, &body("a red fox", seed, 3, 64)).await);
     }
+    // Gateways hold no job state: a restarted one answers for jobs submitted before.
+    drop(gateway);
+    let gateway = Proc::gateway(&redis, "gateway-a-restarted");
+    wait_ready(&gateway).await;
     for id in &ids {
-        let job = wait_status(&other, id, &["succeeded", "failed"], LONG).await;
+        let job = wait_status(&gateway, id, &["succeeded", "failed"], LONG).await;
         assert_eq!(job["status"], "succeeded", "{job}");
     }
     // Exactly once: one outcome written per job, whichever worker ran it.
@@ -214,4 +218,69 @@ async fn redis_down_is_503_and_the_fleet_recovers_when_it_returns() {
     assert_eq!(done["status"], "succeeded", "{done}");
     // With AOF the earlier result survived the restart.
     assert_eq!(job(&gateway, &before).await["status"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_models_queue_is_bounded_with_429_and_retry_after() {
+    let redis = RedisServer::start(false);
+    let gateway = Proc::gateway_with(&redis, "gateway", 2);
+    let mut worker = Proc::worker(&redis, "w", "tiny-sd1", &[]);
+    wait_workers(&gateway, "tiny-sd1", 1).await;
+    // The model stays known without its worker; its jobs wait.
+    worker.kill();
+    submit(&gateway, &body("one", 1, 3, 64)).await;
+    submit(&gateway, &body("two", 2, 3, 64)).await;
+    let reply = post(&gateway, &body("three", 3, 3, 64)).await;
+    assert_eq!(reply.status(), 429);
+    assert!(reply.headers().contains_key("retry-after"));
+}
+
+#[test]
+fn work_help_lists_every_flag_with_its_env_var_and_roles_are_checked() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sd-worker"))
+        .args(["work", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for (flag, env) in [
+        ("--queue", "SD_QUEUE"),
+        ("--model", "SD_MODEL"),
+        ("--model-name", "SD_MODEL_NAME"),
+        ("--worker-id", "SD_WORKER_ID"),
+        ("--heartbeat-interval", "SD_HEARTBEAT_INTERVAL"),
+        ("--claim-after", "SD_CLAIM_AFTER"),
+        ("--max-attempts", "SD_MAX_ATTEMPTS"),
+        ("--result-ttl", "SD_RESULT_TTL"),
+        ("--preview-interval", "SD_PREVIEW_INTERVAL"),
+    ] {
+        assert!(help.contains(flag), "{flag} missing:\n{help}");
+        assert!(
+            help.contains(&format!("env: {env}")),
+            "{env} missing:\n{help}"
+        );
+    }
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_sd-worker"))
+            .args(args)
+            .env_remove("SD_MODEL")
+            .env_remove("SD_QUEUE")
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let neither = run(&["serve", "--port", "0"]);
+    assert!(neither.contains("--model is required"), "{neither}");
+    let both = run(&[
+        "serve",
+        "--port",
+        "0",
+        "--queue",
+        "redis://127.0.0.1:1",
+        "--model",
+        "m",
+    ]);
+    assert!(both.contains("drop --model"), "{both}");
+    let bad_url = run(&["serve", "--queue", "http://x"]);
+    assert!(bad_url.contains("redis://"), "{bad_url}");
 }

@@ -135,6 +135,10 @@ impl Proc {
     }
 
     pub fn gateway(redis: &RedisServer, name: &str) -> Self {
+        Self::gateway_with(redis, name, 200)
+    }
+
+    pub fn gateway_with(redis: &RedisServer, name: &str, max_queue: u32) -> Self {
         let port = free_port();
         let args = [
             "serve",
@@ -143,7 +147,7 @@ impl Proc {
             "--port",
             &port.to_string(),
             "--max-queue",
-            "200",
+            &max_queue.to_string(),
         ]
         .map(str::to_owned);
         let mut proc = Self::spawn(name, &args, redis.dir.path());
