@@ -305,6 +305,10 @@ pub struct WorkArgs {
     /// The fleet's Redis: `redis://[:PASSWORD@]HOST:PORT[/DB]`, or `rediss://` for TLS.
     #[arg(long, env = "SD_QUEUE", hide_env_values = true, value_parser = redis_url)]
     pub queue: String,
+    /// A folder of models: a --model that is not a path is looked up here first (`--models-dir /models
+    /// --model sd15` loads /models/sd15; otherwise --model is a path or hub id as usual).
+    #[arg(long, env = "SD_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
     /// The model's name in the queue, which requests name in `model` (default: the last component of
     /// --model, e.g. `tiny-sd1`).
     #[arg(long, env = "SD_MODEL_NAME")]

@@ -74,7 +74,13 @@ pub fn work(args: WorkArgs) -> anyhow::Result<()> {
         .block_on(run_worker(args))
 }
 
-async fn run_worker(args: WorkArgs) -> anyhow::Result<()> {
+async fn run_worker(mut args: WorkArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.models_dir {
+        let candidate = dir.join(&args.model.model);
+        if !std::path::Path::new(&args.model.model).exists() && candidate.exists() {
+            args.model.model = candidate.to_string_lossy().into_owned();
+        }
+    }
     let redis = Arc::new(
         Redis::open(&args.queue, Duration::from_secs(2))
             .with_context(|| format!("cannot use the queue {}", redacted(&args.queue)))?,

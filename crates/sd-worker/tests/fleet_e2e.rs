@@ -10,20 +10,32 @@ use fleet::*;
 const LONG: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_gateways_two_workers_run_every_job_once_as_the_cli_would() {
+async fn gateways_and_three_workers_one_killed_run_every_job_once_as_the_cli_would() {
     let redis = RedisServer::start(false);
     let gateway = Proc::gateway(&redis, "gateway-a");
     let other = Proc::gateway(&redis, "gateway-b");
+    let mut victim = Proc::worker(&redis, "w0", "tiny-sd1", &[]);
     let workers = [
         Proc::worker(&redis, "w1", "tiny-sd1", &[]),
         Proc::worker(&redis, "w2", "tiny-sd1", &[]),
     ];
-    wait_workers(&gateway, "tiny-sd1", 2).await;
+    wait_workers(&gateway, "tiny-sd1", 3).await;
     wait_ready(&other).await;
     let mut ids = Vec::new();
-    for seed in 0..12u64 {
+    for seed in 0..24u64 {
         ids.push(submit(&gateway, &body("a red fox", seed, 3, 64)).await);
     }
+    // One worker is SIGKILLed mid-batch; whatever it was running is taken over.
+    let started = std::time::Instant::now();
+    while !victim.log().contains("job started") {
+        assert!(
+            started.elapsed() < LONG,
+            "w0 took no job:\n{}",
+            victim.log()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    victim.kill();
     // Gateways hold no job state: a restarted one answers for jobs submitted before.
     drop(gateway);
     let gateway = Proc::gateway(&redis, "gateway-a-restarted");
@@ -32,18 +44,14 @@ async fn two_gateways_two_workers_run_every_job_once_as_the_cli_would() {
         let job = wait_status(&gateway, id, &["succeeded", "failed"], LONG).await;
         assert_eq!(job["status"], "succeeded", "{job}");
     }
-    // Exactly once: one outcome written per job, whichever worker ran it.
-    let logs: String = workers.iter().map(Proc::log).collect();
+    // Exactly once: one outcome per job in its events, whichever worker ran it.
     for id in &ids {
-        let written = logs
-            .lines()
-            .filter(|line| {
-                line.contains("job finished")
-                    && line.contains(id.as_str())
-                    && line.contains("sd_queue")
-            })
+        let events = stream(&other, id).await;
+        let outcomes = events
+            .iter()
+            .filter(|(name, _)| name == "complete" || name == "error")
             .count();
-        assert_eq!(written, 1, "job {id} finished {written} times");
+        assert_eq!(outcomes, 1, "job {id}: {events:?}");
     }
     assert!(
         workers.iter().all(|w| w.log().contains("job started")),
@@ -167,7 +175,24 @@ async fn two_models_are_served_by_their_own_workers() {
     let redis = RedisServer::start(false);
     let gateway = Proc::gateway(&redis, "gateway");
     let sd1 = Proc::worker(&redis, "sd1", "tiny-sd1", &[]);
-    let sd2 = Proc::worker(&redis, "sd2", "tiny-sd2", &[]);
+    // --models-dir resolves a bare model name.
+    let models = std::path::Path::new(&fixture("tiny-sd2"))
+        .parent()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let sd2 = Proc::work(
+        &redis,
+        "sd2",
+        &[
+            "--models-dir",
+            &models,
+            "--model",
+            "tiny-sd2",
+            "--worker-id",
+            "sd2",
+        ],
+    );
     wait_workers(&gateway, "tiny-sd1", 1).await;
     wait_workers(&gateway, "tiny-sd2", 1).await;
     let mut to_sd2 = body("a boat", 4, 3, 64);
@@ -246,6 +271,7 @@ fn work_help_lists_every_flag_with_its_env_var_and_roles_are_checked() {
         ("--queue", "SD_QUEUE"),
         ("--model", "SD_MODEL"),
         ("--model-name", "SD_MODEL_NAME"),
+        ("--models-dir", "SD_MODELS_DIR"),
         ("--worker-id", "SD_WORKER_ID"),
         ("--heartbeat-interval", "SD_HEARTBEAT_INTERVAL"),
         ("--claim-after", "SD_CLAIM_AFTER"),

@@ -167,6 +167,13 @@ impl Proc {
         Self::spawn(name, &args, redis.dir.path())
     }
 
+    /// `sd-worker work --queue URL ARGS...` with no other flags added.
+    pub fn work(redis: &RedisServer, name: &str, args: &[&str]) -> Self {
+        let mut all: Vec<String> = vec!["work".into(), "--queue".into(), redis.url()];
+        all.extend(args.iter().map(|arg| (*arg).to_owned()));
+        Self::spawn(name, &all, redis.dir.path())
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
