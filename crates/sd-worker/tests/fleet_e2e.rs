@@ -221,6 +221,9 @@ async fn redis_down_is_503_and_the_fleet_recovers_when_it_returns() {
     wait_workers(&gateway, "tiny-sd1", 1).await;
     let before = submit(&gateway, &body("before", 1, 3, 64)).await;
     wait_status(&gateway, &before, &["succeeded"], LONG).await;
+    // A job running while Redis is away keeps its result until it can be written.
+    let across = submit(&gateway, &body("across", 5, 150, 128)).await;
+    wait_status(&gateway, &across, &["running"], LONG).await;
     redis.stop();
     let reply = post(&gateway, &body("during", 2, 3, 64)).await;
     assert_eq!(reply.status(), 503);
@@ -243,6 +246,8 @@ async fn redis_down_is_503_and_the_fleet_recovers_when_it_returns() {
     assert_eq!(done["status"], "succeeded", "{done}");
     // With AOF the earlier result survived the restart.
     assert_eq!(job(&gateway, &before).await["status"], "succeeded");
+    let across = wait_status(&gateway, &across, &["succeeded", "failed"], LONG).await;
+    assert_eq!(across["status"], "succeeded", "{across}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -309,4 +314,21 @@ fn work_help_lists_every_flag_with_its_env_var_and_roles_are_checked() {
     assert!(both.contains("drop --model"), "{both}");
     let bad_url = run(&["serve", "--queue", "http://x"]);
     assert!(bad_url.contains("redis://"), "{bad_url}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_a1111_api_works_through_a_gateway() {
+    let redis = RedisServer::start(false);
+    let gateway = Proc::gateway(&redis, "gateway");
+    let _worker = Proc::worker(&redis, "w", "tiny-sd1", &[]);
+    wait_workers(&gateway, "tiny-sd1", 1).await;
+    let reply = reqwest::Client::new()
+        .post(gateway.url("/sdapi/v1/txt2img"))
+        .json(&serde_json::json!({"prompt": "a red fox", "steps": 3, "width": 64, "height": 64, "seed": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let json: serde_json::Value = reply.json().await.unwrap();
+    assert_eq!(json["images"].as_array().map(Vec::len), Some(1), "{json}");
 }
