@@ -317,8 +317,8 @@ fn work_help_lists_every_flag_with_its_env_var_and_roles_are_checked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_a1111_api_works_through_a_gateway() {
-    let redis = RedisServer::start(false);
+async fn the_a1111_api_works_through_a_gateway_on_a_password_protected_redis() {
+    let redis = RedisServer::start_with(false, Some("s3cret-pw"));
     let gateway = Proc::gateway(&redis, "gateway");
     let _worker = Proc::worker(&redis, "w", "tiny-sd1", &[]);
     wait_workers(&gateway, "tiny-sd1", 1).await;
@@ -331,4 +331,10 @@ async fn the_a1111_api_works_through_a_gateway() {
     assert_eq!(reply.status(), 200);
     let json: serde_json::Value = reply.json().await.unwrap();
     assert_eq!(json["images"].as_array().map(Vec::len), Some(1), "{json}");
+    for log in [gateway.log(), _worker.log()] {
+        assert!(
+            !log.contains("s3cret-pw"),
+            "the password leaked into a log:\n{log}"
+        );
+    }
 }

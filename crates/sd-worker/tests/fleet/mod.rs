@@ -34,17 +34,24 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     aof: bool,
+    password: Option<String>,
 }
 
 impl RedisServer {
     /// Without persistence; `aof`: with an append-only file, so a restart keeps the queue.
     pub fn start(aof: bool) -> Self {
+        Self::start_with(aof, None)
+    }
+
+    /// With `requirepass` when `password` is given; [`Self::url`] then carries it.
+    pub fn start_with(aof: bool, password: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut server = Self {
             child: None,
             port: free_port(),
             dir,
             aof,
+            password: password.map(str::to_owned),
         };
         server.spawn();
         server
@@ -62,6 +69,11 @@ impl RedisServer {
                 "",
             ])
             .args(["--appendonly", if self.aof { "yes" } else { "no" }])
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|password| ["--requirepass".to_owned(), password.clone()]),
+            )
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -85,7 +97,10 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// SIGTERM (Redis flushes its AOF and exits), as an operator's restart does.
