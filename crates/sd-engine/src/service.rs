@@ -17,7 +17,7 @@ use crate::metadata::ModelHash;
 
 pub trait JobService: Send + Sync + 'static {
     fn readiness(&self) -> Readiness;
-    /// What loading is doing now (e.g. "downloading model, 40%"), for `/ready` while the model loads.
+    /// What loading is doing now (a download's progress; for a gateway, what it waits for), for `/ready`.
     fn loading_detail(&self) -> Option<String> {
         None
     }
@@ -26,6 +26,23 @@ pub trait JobService: Send + Sync + 'static {
     fn model_hash(&self) -> Option<ModelHash>;
     fn config(&self) -> &EngineConfig;
     fn submit(&self, request: JobRequest) -> Result<Submitted, SubmitError>;
+    /// The model a request naming `name` is validated against. A single-model service ignores the name
+    /// (the field is a routing hint), a fleet gateway knows every model its workers registered.
+    fn model_info_named(&self, _name: &str) -> Option<Arc<ModelInfo>> {
+        self.model_info()
+    }
+    /// Models a request may name; empty when the service ignores names.
+    fn model_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// [`Self::submit`] to the named model (`None`: the default one).
+    fn submit_to(
+        &self,
+        _model: Option<&str>,
+        request: JobRequest,
+    ) -> Result<Submitted, SubmitError> {
+        self.submit(request)
+    }
     fn job(&self, id: &str) -> Option<JobSnapshot>;
     /// Up to `limit` jobs, newest first.
     fn jobs(&self, limit: usize) -> Vec<JobSnapshot>;
@@ -106,6 +123,19 @@ impl JobService for Arc<dyn JobService> {
     }
     fn submit(&self, request: JobRequest) -> Result<Submitted, SubmitError> {
         self.as_ref().submit(request)
+    }
+    fn model_info_named(&self, name: &str) -> Option<Arc<ModelInfo>> {
+        self.as_ref().model_info_named(name)
+    }
+    fn model_names(&self) -> Vec<String> {
+        self.as_ref().model_names()
+    }
+    fn submit_to(
+        &self,
+        model: Option<&str>,
+        request: JobRequest,
+    ) -> Result<Submitted, SubmitError> {
+        self.as_ref().submit_to(model, request)
     }
     fn job(&self, id: &str) -> Option<JobSnapshot> {
         self.as_ref().job(id)

@@ -25,8 +25,10 @@ pub struct Cli {
 pub enum Command {
     /// Generate images from the command line.
     Generate(Box<GenerateArgs>),
-    /// Serve the HTTP job API (and the web UI).
+    /// Serve the HTTP job API (and the web UI). With --queue and no --model: a fleet gateway.
     Serve(Box<ServeArgs>),
+    /// A fleet worker: run the jobs queued in Redis (--queue) for one model.
+    Work(Box<WorkArgs>),
     /// Time text encoding, one UNet step, VAE decode and whole generations; print them as JSON.
     Bench(Box<BenchArgs>),
 }
@@ -211,10 +213,25 @@ pub struct GenerateArgs {
     pub jpeg_quality: u8,
 }
 
+/// Redis URL of a fleet's job queue: `redis://[:PASSWORD@]HOST:PORT[/DB]`, or `rediss://` for TLS.
+fn redis_url(text: &str) -> Result<String, String> {
+    if text.starts_with("redis://") || text.starts_with("rediss://") {
+        Ok(text.to_owned())
+    } else {
+        Err("expected redis://HOST:PORT[/DB] or rediss://HOST:PORT[/DB]".into())
+    }
+}
+
 #[derive(Debug, Args)]
+#[command(mut_arg("model", |arg| arg.required(false).default_value("").hide_default_value(true)))]
 pub struct ServeArgs {
+    /// The model to serve (see --model of the other commands); leave out with --queue (a gateway).
     #[command(flatten)]
     pub model: ModelArgs,
+    /// Be a fleet gateway: queue jobs in this Redis (`redis://[:PASSWORD@]HOST:PORT[/DB]`, `rediss://` for
+    /// TLS) for `sd-worker work` processes, instead of loading a model. Needs no --model.
+    #[arg(long, env = "SD_QUEUE", hide_env_values = true, value_parser = redis_url)]
+    pub queue: Option<String>,
     /// Address to listen on. Without an API key only loopback is allowed (see --insecure-no-auth).
     #[arg(long, env = "SD_HOST", default_value = "127.0.0.1")]
     pub host: String,
@@ -292,6 +309,41 @@ pub struct ServeArgs {
     /// wait their turn. 0: one per CPU core.
     #[arg(long, env = "SD_CPU_TASKS", default_value_t = 0)]
     pub cpu_tasks: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The fleet's Redis: `redis://[:PASSWORD@]HOST:PORT[/DB]`, or `rediss://` for TLS.
+    #[arg(long, env = "SD_QUEUE", hide_env_values = true, value_parser = redis_url)]
+    pub queue: String,
+    /// A folder of models: a --model that is not a path is looked up here first (`--models-dir /models
+    /// --model sd15` loads /models/sd15; otherwise --model is a path or hub id as usual).
+    #[arg(long, env = "SD_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// The model's name in the queue, which requests name in `model` (default: the last component of
+    /// --model, e.g. `tiny-sd1`).
+    #[arg(long, env = "SD_MODEL_NAME")]
+    pub model_name: Option<String>,
+    /// This worker's id in Redis (default: HOSTNAME-PID). Must be unique in the fleet.
+    #[arg(long, env = "SD_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Time between heartbeats (the worker's liveness key expires after 3 missed ones).
+    #[arg(long, env = "SD_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// A job whose worker stopped refreshing it for this long (it died) is run again by another worker.
+    #[arg(long, env = "SD_CLAIM_AFTER", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub claim_after: Duration,
+    /// Times a job is started before it fails as a poison job (its workers keep dying on it).
+    #[arg(long, env = "SD_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+    /// How long finished jobs, their events and images are kept in Redis, e.g. `10m`, `1h`.
+    #[arg(long, env = "SD_RESULT_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub result_ttl: Duration,
+    /// Minimum time between two previews of a job in its event stream; `0s` turns previews off.
+    #[arg(long, env = "SD_PREVIEW_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub preview_interval: Duration,
 }
 
 /// `WxH` -> (width, height).

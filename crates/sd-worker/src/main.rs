@@ -1,7 +1,9 @@
-//! The sd-worker binary: `generate` images from the command line or `serve` them over HTTP.
+//! The sd-worker binary: `generate` images from the command line, `serve` them over HTTP, or `work` for a
+//! fleet (jobs from Redis).
 
 mod bench;
 mod cli;
+mod fleet;
 mod generate;
 mod serve;
 
@@ -17,6 +19,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Generate(args) => generate::run(*args),
         cli::Command::Serve(args) => serve::run(*args),
+        cli::Command::Work(args) => fleet::work(*args),
         cli::Command::Bench(args) => bench::run(*args),
     }
 }

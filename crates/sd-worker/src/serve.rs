@@ -26,6 +26,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let api_key = api_key(&args)?;
     check_bind_policy(&args.host, api_key.is_some(), args.insecure_no_auth)?;
+    match (&args.queue, args.model.model.is_empty()) {
+        (Some(url), true) => return crate::fleet::gateway(&args, url.clone(), api_key).await,
+        (Some(_), false) => bail!(
+            "serve --queue is a fleet gateway and loads no model: drop --model, and run the model with \
+             `sd-worker work --queue URL --model M`"
+        ),
+        (None, true) => bail!("--model is required (or --queue URL to run a fleet gateway)"),
+        (None, false) => {}
+    }
     // Download progress goes to the log and to `/ready`; the engine exists once `start` returns.
     let started: Arc<std::sync::OnceLock<Engine>> = Arc::default();
     let engine = Engine::start(
@@ -50,22 +59,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("listening on http://{address}");
 
     let version = env!("CARGO_PKG_VERSION").to_owned();
-    let limits = Limits {
-        max_body_bytes: usize::try_from(args.max_body_mb * 1024 * 1024).unwrap_or(usize::MAX),
-        default_prompt_syntax: args.model.prompt_syntax,
-        ..Limits::default()
-    };
-    let config = ServerConfig {
-        api_key,
-        cors_origins: args.cors_origins.clone(),
-        allowed_hosts: args.allowed_hosts.clone(),
-        limits,
-        body_timeout: (!args.body_timeout.is_zero()).then_some(args.body_timeout),
-        version: version.clone(),
-        loras: sd_core::adapters::LoraLibrary::new(args.model.lora_dir.clone()),
-        trust_forwarded: args.trust_forwarded,
-        cpu_tasks: args.cpu_tasks,
-    };
+    let config = server_config(&args, api_key);
     let app = sd_server::app(AppState::new(engine.clone(), config))?;
 
     let (stop_heartbeat, heartbeat_stopped) = watch::channel(false);
@@ -140,7 +134,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() -> &'static str {
+/// The HTTP layer's settings from the flags (shared by `serve` and the fleet gateway).
+pub(crate) fn server_config(args: &ServeArgs, api_key: Option<String>) -> ServerConfig {
+    let limits = Limits {
+        max_body_bytes: usize::try_from(args.max_body_mb * 1024 * 1024).unwrap_or(usize::MAX),
+        default_prompt_syntax: args.model.prompt_syntax,
+        ..Limits::default()
+    };
+    ServerConfig {
+        api_key,
+        cors_origins: args.cors_origins.clone(),
+        allowed_hosts: args.allowed_hosts.clone(),
+        limits,
+        body_timeout: (!args.body_timeout.is_zero()).then_some(args.body_timeout),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        loras: sd_core::adapters::LoraLibrary::new(args.model.lora_dir.clone()),
+        trust_forwarded: args.trust_forwarded,
+        cpu_tasks: args.cpu_tasks,
+    }
+}
+
+pub(crate) async fn shutdown_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -195,7 +209,7 @@ fn check_bind_policy(host: &str, has_key: bool, insecure_no_auth: bool) -> anyho
 }
 
 /// Logs each download's progress every 10% and shows it in `/ready` as "downloading model, N% (FILE)".
-fn download_reporter(engine: Arc<std::sync::OnceLock<Engine>>) -> DownloadObserver {
+pub(crate) fn download_reporter(engine: Arc<std::sync::OnceLock<Engine>>) -> DownloadObserver {
     let last = std::sync::Mutex::new((String::new(), u64::MAX));
     DownloadObserver(Arc::new(move |p: &DownloadProgress| {
         let percent = p.percent();
@@ -216,7 +230,7 @@ fn download_reporter(engine: Arc<std::sync::OnceLock<Engine>>) -> DownloadObserv
     }))
 }
 
-fn loader(model: &ModelArgs, progress: DownloadObserver) -> anyhow::Result<Loader> {
+pub(crate) fn loader(model: &ModelArgs, progress: DownloadObserver) -> anyhow::Result<Loader> {
     #[cfg(feature = "fake-backend")]
     if let Some(step_delay) = model.model.strip_prefix("fake:") {
         // Load tests of the service without weights: `--model fake:5ms` sleeps 5 ms per step.

@@ -105,7 +105,7 @@ impl Default for LoadOptions {
 }
 
 /// What a loaded model is and what it does by default; the engine reports it in `/v1/info`.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ModelInfo {
     pub model: String,
     pub family: String,

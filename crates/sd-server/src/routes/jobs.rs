@@ -164,10 +164,36 @@ pub async fn submit(
     if !crate::guard::is_json(&headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let Some(model) = app.engine.model_info() else {
-        return Err(not_ready(app.engine.readiness()));
-    };
     let parsed = parse_job_body(&body)?;
+    // `model` routes the job on a fleet gateway; a single-model worker ignores it.
+    let model_name = parsed
+        .model
+        .as_ref()
+        .and_then(|model| model.as_str())
+        .map(str::to_owned);
+    let model = match &model_name {
+        Some(name) => match app.engine.model_info_named(name) {
+            Some(model) => model,
+            None if app.engine.model_info().is_none() => {
+                return Err(not_ready(app.engine.readiness()))
+            }
+            None => {
+                return Err(crate::error::FieldError::new(
+                    "unknown_model",
+                    "model",
+                    format!(
+                        "no worker serves model `{name}`; models: {}",
+                        app.engine.model_names().join(", ")
+                    ),
+                )
+                .into())
+            }
+        },
+        None => match app.engine.model_info() {
+            Some(model) => model,
+            None => return Err(not_ready(app.engine.readiness())),
+        },
+    };
     let limits = app.config.limits.clone();
     let ValidJob(request) =
         if parsed.operation == Some(crate::validate::OperationName::ImageGeneration) {
@@ -181,13 +207,16 @@ pub async fn submit(
         };
     crate::validate::check_lora_tags(&request.generate.prompt, &app.config.loras)?;
     let seeds = request.generate.seeds.clone();
-    let submitted = app.engine.submit(request).map_err(|error| match error {
-        SubmitError::QueueFull { retry_after } => ApiError::QueueFull { retry_after },
-        SubmitError::ResultsFull { retry_after } => ApiError::ResultsFull { retry_after },
-        SubmitError::NotReady => not_ready(app.engine.readiness()),
-        SubmitError::ShuttingDown => ApiError::ShuttingDown,
-        SubmitError::Unavailable(reason) => ApiError::QueueUnavailable(reason),
-    })?;
+    let submitted = app
+        .engine
+        .submit_to(model_name.as_deref(), request)
+        .map_err(|error| match error {
+            SubmitError::QueueFull { retry_after } => ApiError::QueueFull { retry_after },
+            SubmitError::ResultsFull { retry_after } => ApiError::ResultsFull { retry_after },
+            SubmitError::NotReady => not_ready(app.engine.readiness()),
+            SubmitError::ShuttingDown => ApiError::ShuttingDown,
+            SubmitError::Unavailable(reason) => ApiError::QueueUnavailable(reason),
+        })?;
     let status_url = format!("/v1/jobs/{}", submitted.id);
     let accepted = JobAccepted {
         sse_url: format!("/v1/jobs/{}/stream", submitted.id),

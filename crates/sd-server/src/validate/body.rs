@@ -67,7 +67,8 @@ pub struct JobBody {
     /// Ignored (orchestrator routing).
     #[schema(value_type = Option<String>)]
     pub hive_id: Option<serde_json::Value>,
-    /// Ignored (orchestrator routing).
+    /// On a fleet gateway: the model to run the job on (a name its workers registered); ignored by a
+    /// single-model worker.
     #[schema(value_type = Option<String>)]
     pub model: Option<serde_json::Value>,
     /// Ignored (orchestrator routing).
