@@ -249,6 +249,11 @@ fn unrecognised_files_name_the_file_and_what_is_missing() {
         err.contains("tiny-sd1-vae.safetensors") && err.contains("--vae"),
         "{err}"
     );
+    let err = Pipeline::load("models/missing.safetensors", &cpu_f32())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("no such checkpoint file"), "{err}");
     let unet = model_dir("tiny-sd1").join("unet/diffusion_pytorch_model.safetensors");
     let err = Pipeline::load(unet.to_str().unwrap(), &cpu_f32())
         .err()

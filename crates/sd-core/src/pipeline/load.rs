@@ -69,6 +69,12 @@ impl Pipeline {
             tracing::warn!("half precision on the CPU is slow and imprecise; f32 is recommended");
         }
         let path = Path::new(model);
+        let checkpoint_ext = path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+            ["safetensors", "ckpt", "pt", "pth", "bin"].contains(&e.to_ascii_lowercase().as_str())
+        });
+        if checkpoint_ext && !path.exists() {
+            return Err(crate::CoreError::file(path, "no such checkpoint file"));
+        }
         let parts = if path.is_file() {
             sources::from_single_file(path, options)?
         } else {
