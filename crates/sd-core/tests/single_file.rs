@@ -1,6 +1,8 @@
 //! Single-file checkpoints (original LDM layout, written by tools/make_single_file_fixtures.py from the tiny
 //! diffusers fixtures): the same images as their folders, full-size key mapping, detection and refusals.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on broken fixtures
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -47,7 +47,7 @@ pub(super) enum VaeSource {
     Folder(PathBuf),
     File(PathBuf),
     /// The checkpoint's own VAE, with its config.
-    Ready(Component<VaeConfig>),
+    Ready(Box<Component<VaeConfig>>),
 }
 
 fn open(dir: &Path, base: &str, variant: Option<&str>) -> Result<Arc<WeightFiles>> {
@@ -228,11 +228,11 @@ pub(super) fn from_single_file(path: &Path, options: &LoadOptions) -> Result<Par
                         &label("vae"),
                     )?,
                 };
-                VaeSource::Ready(Component {
+                VaeSource::Ready(Box::new(Component {
                     config,
                     config_path,
                     weights: part.weights,
-                })
+                }))
             }
             None => return Err(missing(path, "VAE (`first_stage_model.*`)", "--vae")),
         },
@@ -291,7 +291,7 @@ pub(super) fn open_vae(
     options: &LoadOptions,
 ) -> Result<Component<VaeConfig>> {
     match source {
-        VaeSource::Ready(component) => Ok(component),
+        VaeSource::Ready(component) => Ok(*component),
         VaeSource::Folder(dir) => {
             folder_component(&dir, "diffusion_pytorch_model", options.variant.as_deref())
         }

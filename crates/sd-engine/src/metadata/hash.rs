@@ -179,7 +179,10 @@ mod tests {
             .join("../../tests/fixtures/single_file/tiny-sd1.safetensors");
         let reference = file.to_str().unwrap();
         let hash = hash_model(reference, None, &HubOptions::default()).unwrap();
-        assert_eq!(hash.sha256, hash_files(&[file.clone()]).unwrap().sha256);
+        assert_eq!(
+            hash.sha256,
+            hash_files(std::slice::from_ref(&file)).unwrap().sha256
+        );
         // Computed with A1111's `hashes.calculate_sha256` and `sd_models.model_hash` (Python).
         assert_eq!(hash.short(), A1111_SHORT);
         assert_eq!(hash.legacy.as_deref(), Some(A1111_LEGACY));
