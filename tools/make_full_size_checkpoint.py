@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes a full-size random-weight checkpoint twice, as a single LDM-layout .safetensors file and as the
-equivalent diffusers folder (the same numbers), to measure single-file loading against folder loading.
+equivalent diffusers folder (the same numbers), to measure single-file loading against folder loading. Needs
+only torch and safetensors (shapes come from tests/fixtures/single_file/keys-NAME.json).
 
   python3 tools/make_full_size_checkpoint.py sd15|sd21|sdxl OUT_DIR [--dtype f16|f32]
 
@@ -27,9 +28,8 @@ def main():
     name, out = sys.argv[1], sys.argv[2]
     dtype = torch.float32 if "--dtype" in sys.argv and sys.argv[sys.argv.index("--dtype") + 1] == "f32" \
         else torch.float16
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-    unet_cfg = {"sd15": m.SD15_UNET, "sd21": m.SD21_UNET, "sdxl": m.SDXL_UNET}[name]
+    keys = json.load(open(os.path.join(ROOT, "tests/fixtures/single_file", f"keys-{name}.json")))
+    unet_cfg = dict(keys["unet_config"], _class_name="UNet2DConditionModel")
     encoders = {
         "sd15": {"text_encoder": (m.CLIP_L, "clip", "cond_stage_model.transformer.")},
         "sd21": {"text_encoder": (m.CLIP_H, "open_clip", "cond_stage_model.model.")},
@@ -39,49 +39,37 @@ def main():
     folder = os.path.join(out, name)
     os.makedirs(folder, exist_ok=True)
     gen = torch.Generator().manual_seed(0)
+    norms = ("norm1.weight", "norm2.weight", "norm3.weight", "norm.weight", "_norm.weight", "norm_out.weight",
+             "group_norm.weight")
 
-    def randomize(sd):
+    def randomize(shapes):
         out = {}
-        for k, v in sd.items():
-            if v.is_floating_point():
-                t = torch.randn(v.shape, generator=gen) * 0.02
-                if k.endswith(("norm1.weight", "norm2.weight", "norm3.weight", "norm.weight", "_norm.weight",
-                               "layer_norm1.weight", "layer_norm2.weight", "final_layer_norm.weight",
-                               "conv_norm_out.weight", "group_norm.weight")):
-                    t = t + 1.0
-                out[k] = t.to(dtype)
-            else:
-                out[k] = v
+        for k, shape in shapes.items():
+            t = torch.randn(shape, generator=gen) * 0.02
+            out[k] = (t + 1.0 if k.endswith(norms) else t).to(dtype)
         return out
 
-    ldm = {}
-    with torch.device("meta"):
-        unet = UNet2DConditionModel(**unet_cfg)
-        vae = AutoencoderKL(**m.VAE, scaling_factor=0.13025 if name == "sdxl" else 0.18215)
-    for comp, model in (("unet", unet), ("vae", vae)):
-        sd = randomize(model.state_dict())
+    def save_component(comp, sd, config, base):
         os.makedirs(os.path.join(folder, comp), exist_ok=True)
-        save_file(sd, os.path.join(folder, comp, "diffusion_pytorch_model.safetensors"))
+        save_file(sd, os.path.join(folder, comp, base + ".safetensors"))
         with open(os.path.join(folder, comp, "config.json"), "w") as f:
-            json.dump(dict(model.config), f)
-        for k, v in sd.items():
-            if comp == "unet":
-                ldm["model.diffusion_model." + m.unet_to_ldm(k, model.config)] = v
-            else:
-                n, t = m.vae_to_ldm(k, v, 4)
-                ldm["first_stage_model." + n] = t.contiguous()
-        del sd
+            json.dump(config, f)
+
+    ldm = {}
+    sd = randomize(keys["diffusers"]["unet"])
+    save_component("unet", sd, unet_cfg, "diffusion_pytorch_model")
+    for k, v in sd.items():
+        ldm["model.diffusion_model." + m.unet_to_ldm(k, unet_cfg)] = v
+    vae_cfg = dict(m.VAE, _class_name="AutoencoderKL", scaling_factor=0.13025 if name == "sdxl" else 0.18215)
+    sd = randomize(keys["diffusers"]["vae"])
+    save_component("vae", sd, vae_cfg, "diffusion_pytorch_model")
+    for k, v in sd.items():
+        n, t = m.vae_to_ldm(k, v, 4)
+        ldm["first_stage_model." + n] = t.contiguous()
     for comp, (cfg, kind, prefix) in encoders.items():
-        cls = CLIPTextModelWithProjection if comp == "text_encoder_2" else CLIPTextModel
-        config = CLIPTextConfig(**cfg)
-        with torch.device("meta"):
-            te = cls(config)
-        sd = randomize({k: v for k, v in te.state_dict().items() if not k.endswith("position_ids")})
-        os.makedirs(os.path.join(folder, comp), exist_ok=True)
-        save_file(sd, os.path.join(folder, comp, "model.safetensors"))
-        config.architectures = [cls.__name__]
-        config.eos_token_id = 2
-        config.to_json_file(os.path.join(folder, comp, "config.json"))
+        sd = randomize(keys["diffusers"][comp])
+        arch = "CLIPTextModelWithProjection" if comp == "text_encoder_2" else "CLIPTextModel"
+        save_component(comp, sd, dict(cfg, architectures=[arch], eos_token_id=2), "model")
         tok = "tokenizer_2" if comp == "text_encoder_2" else "tokenizer"
         shutil.copytree(os.path.join(ROOT, "tests/fixtures/tokenizer/clip-vit-l"), os.path.join(folder, tok),
                         dirs_exist_ok=True)
@@ -91,11 +79,9 @@ def main():
                            "unk_token": "<|endoftext|>", "pad_token": "!"}, f)
             with open(os.path.join(folder, tok, "tokenizer_config.json"), "w") as f:
                 json.dump({"model_max_length": 77, "pad_token": "!"}, f)
-        if kind == "clip":
-            ldm.update(m.clip_to_ldm(sd, prefix))
-        else:
             ldm.update(m.open_clip_to_ldm(sd, prefix, extra_layer=name == "sd21"))
-        del sd
+        else:
+            ldm.update(m.clip_to_ldm(sd, prefix))
     scheduler = {"sd15": {"_class_name": "PNDMScheduler", "skip_prk_steps": True},
                  "sd21": {"_class_name": "DDIMScheduler", "clip_sample": False, "prediction_type": "v_prediction"},
                  "sdxl": {"_class_name": "EulerDiscreteScheduler", "timestep_spacing": "leading"}}[name]

@@ -26,7 +26,6 @@ import re
 
 import torch
 from safetensors.torch import load_file, save_file
-from diffusers.loaders import single_file_utils as sfu
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 MODELS = os.path.join(ROOT, "tests", "fixtures", "models")
@@ -197,6 +196,7 @@ def same(a, b, what):
 
 def cross_check(model, kind, ckpt):
     """diffusers' converters must give back the folder's tensors."""
+    from diffusers.loaders import single_file_utils as sfu
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
     unet = sfu.convert_ldm_unet_checkpoint(ckpt, config(model, "unet"))
     same(unet, read(model, "unet", "diffusion_pytorch_model"), model + " unet")
