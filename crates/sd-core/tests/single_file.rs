@@ -36,33 +36,38 @@ fn with_config(folder: &str) -> LoadOptions {
 
 /// A copy of a fixture folder with every weight in float16, to compare f16 single files with: both then
 /// hold the same numbers.
-fn f16_copy(name: &str) -> tempfile::TempDir {
+fn f16_copy(name: &str, dtype: candle_core::DType) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy_f16(&model_dir(name), dir.path());
+    copy_as(&model_dir(name), dir.path(), dtype);
     dir
 }
 
-fn copy_f16(from: &std::path::Path, to: &std::path::Path) {
+/// Writes `path`'s floating-point tensors in `dtype` to `target`.
+fn convert_file(path: &std::path::Path, target: &std::path::Path, dtype: candle_core::DType) {
+    let tensors = candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap();
+    let converted: std::collections::HashMap<String, candle_core::Tensor> = tensors
+        .into_iter()
+        .map(|(k, t)| {
+            let t = if t.dtype().is_float() {
+                t.to_dtype(dtype).unwrap()
+            } else {
+                t
+            };
+            (k, t)
+        })
+        .collect();
+    candle_core::safetensors::save(&converted, target).unwrap();
+}
+
+fn copy_as(from: &std::path::Path, to: &std::path::Path, dtype: candle_core::DType) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let path = entry.unwrap().path();
         let target = to.join(path.file_name().unwrap());
         if path.is_dir() {
-            copy_f16(&path, &target);
+            copy_as(&path, &target, dtype);
         } else if path.extension().is_some_and(|e| e == "safetensors") {
-            let tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
-            let half: std::collections::HashMap<String, candle_core::Tensor> = tensors
-                .into_iter()
-                .map(|(k, t)| {
-                    let t = if t.dtype().is_float() {
-                        t.to_dtype(candle_core::DType::F16).unwrap()
-                    } else {
-                        t
-                    };
-                    (k, t)
-                })
-                .collect();
-            candle_core::safetensors::save(&half, &target).unwrap();
+            convert_file(&path, &target, dtype);
         } else {
             std::fs::copy(&path, &target).unwrap();
         }
@@ -70,8 +75,15 @@ fn copy_f16(from: &std::path::Path, to: &std::path::Path) {
 }
 
 fn load_folder(name: &str) -> Pipeline {
-    if let Some(base) = name.strip_suffix("@f16") {
-        let dir = f16_copy(base);
+    let half = [
+        ("@f16", candle_core::DType::F16),
+        ("@bf16", candle_core::DType::BF16),
+    ];
+    if let Some((base, dtype)) = half
+        .iter()
+        .find_map(|(s, d)| name.strip_suffix(s).map(|b| (b, *d)))
+    {
+        let dir = f16_copy(base, dtype);
         return Pipeline::load(dir.path().to_str().unwrap(), &cpu_f32()).unwrap();
     }
     common::load(name)
@@ -166,6 +178,25 @@ fn f16_single_file_without_vae_takes_a_single_file_vae() {
         "tiny-sd1@f16",
         "tiny-sd1-f16-novae.safetensors",
         options,
+        false,
+    );
+}
+
+#[test]
+fn bf16_single_file_matches_its_folder_in_bf16() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tiny-sd1-bf16.safetensors");
+    convert_file(
+        &single("tiny-sd1.safetensors"),
+        &file,
+        candle_core::DType::BF16,
+    );
+    let st = Checkpoint::open(&file, None).unwrap();
+    assert_eq!(st.family, Family::Sd1);
+    same_images(
+        "tiny-sd1@bf16",
+        file.to_str().unwrap(),
+        with_config("tiny-sd1"),
         false,
     );
 }
