@@ -248,6 +248,52 @@ fn sdxl_inpainting_f16_single_file_matches_its_folder() {
 }
 
 #[test]
+fn a_diffusers_layout_vae_file_replaces_the_vae() {
+    let options = LoadOptions {
+        vae: Some(model_dir("tiny-sd1").join("vae/diffusion_pytorch_model.safetensors")),
+        ..with_config("tiny-sd1")
+    };
+    let a = load_folder("tiny-sd1");
+    let b = load_file("tiny-sd1-f16-novae.safetensors", options);
+    let c = load_file("tiny-sd1.safetensors", with_config("tiny-sd1"));
+    // f16 UNet and text encoder against f32 ones: only the VAE is compared exactly, through the f32 file.
+    assert!(max_pixel_diff(&images(&a, None), &images(&c, None)) <= 1);
+    assert!(max_pixel_diff(&images(&b, None), &images(&c, None)) <= 8);
+}
+
+#[test]
+fn a_file_without_text_encoders_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("unet-and-vae.safetensors");
+    let tensors =
+        candle_core::safetensors::load(single("tiny-sd1.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
+    let kept: std::collections::HashMap<_, _> = tensors
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("cond_stage_model."))
+        .collect();
+    candle_core::safetensors::save(&kept, &file).unwrap();
+    // The tiny UNet's width (32) names no family: detection asks for --family.
+    let err = Pipeline::load(file.to_str().unwrap(), &with_config("tiny-sd1")).err();
+    assert!(err
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+        .contains("--family"));
+    let options = LoadOptions {
+        family: Some(Family::Sd1),
+        ..with_config("tiny-sd1")
+    };
+    let err = Pipeline::load(file.to_str().unwrap(), &options)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("unet-and-vae.safetensors") && err.contains("no text encoder"),
+        "{err}"
+    );
+}
+
+#[test]
 fn pickles_are_refused_without_being_read() {
     let dir = tempfile::tempdir().unwrap();
     for name in [
@@ -440,7 +486,13 @@ fn full_size_checkpoints_map_every_tensor_to_what_the_networks_need() {
                 "{name}: tensor {k} is neither used nor known to be unused"
             );
         }
+        let diffusers_vae: configs::Shapes = expected(&keys, "vae").into_iter().collect();
+        let from_diffusers = configs::diffusers_vae_config(&diffusers_vae, ckpt.family).unwrap();
         let vae = configs::vae_config(&ckpt.shapes, "first_stage_model.", ckpt.family).unwrap();
+        assert_eq!(
+            from_diffusers, vae,
+            "{name}: the same VAE config from either layout"
+        );
         assert_eq!(
             vae["block_out_channels"],
             serde_json::json!([128, 256, 512, 512])

@@ -135,11 +135,8 @@ pub(super) fn from_folder(model: &str, options: &LoadOptions) -> Result<Parts> {
     })
 }
 
-fn missing(path: &Path, what: &str, flag: &str) -> CoreError {
-    CoreError::file(
-        path,
-        format!("holds no {what}; pass {flag} (or a complete checkpoint)"),
-    )
+fn missing(path: &Path, what: &str, remedy: &str) -> CoreError {
+    CoreError::file(path, format!("holds no {what}; {remedy}"))
 }
 
 /// A single `.safetensors` checkpoint in the original layout.
@@ -159,7 +156,7 @@ pub(super) fn from_single_file(path: &Path, options: &LoadOptions) -> Result<Par
             missing(
                 path,
                 &format!("text encoder ({dir})"),
-                "a complete checkpoint",
+                "text encoders are not taken from elsewhere: use a checkpoint that includes them",
             )
         })?;
         let (config, config_path) = match config_dir {
@@ -234,7 +231,13 @@ pub(super) fn from_single_file(path: &Path, options: &LoadOptions) -> Result<Par
                     weights: part.weights,
                 }))
             }
-            None => return Err(missing(path, "VAE (`first_stage_model.*`)", "--vae")),
+            None => {
+                return Err(missing(
+                    path,
+                    "VAE (`first_stage_model.*`)",
+                    "pass one with --vae (a folder or a .safetensors file)",
+                ))
+            }
         },
     };
     let mut scheduler = match config_dir {
