@@ -549,3 +549,13 @@ fn the_built_in_clip_tokenizer_is_the_released_one() {
     assert_eq!(open_clip.pad_id(), 0, "OpenCLIP pads with `!`");
     assert_eq!(tokenizer.pad_id(), 49407);
 }
+
+#[test]
+fn a_turbo_config_folder_gives_a_single_file_turbo_defaults() {
+    // Same architecture as tiny-sdxl-turbo: its trailing-spacing scheduler makes the file a Turbo model.
+    let pipeline = load_file("tiny-sdxl.safetensors", with_config("tiny-sdxl-turbo"));
+    assert_eq!(pipeline.info().default_steps, 1);
+    assert_eq!(pipeline.info().default_guidance, 0.0);
+    let plain = load_file("tiny-sdxl.safetensors", with_config("tiny-sdxl"));
+    assert_eq!(plain.info().default_steps, 20);
+}
