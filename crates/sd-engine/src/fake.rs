@@ -51,6 +51,7 @@ impl FakeBackend {
     pub fn model_hash() -> ModelHash {
         ModelHash {
             sha256: format!("fa4e0000f4{}", "0".repeat(54)),
+            legacy: None,
         }
     }
 

@@ -115,6 +115,9 @@ pub struct JobOutput {
     pub negative_prompt: String,
     /// What the caller should know that did not fail the job (e.g. a truncated plain prompt).
     pub warnings: Vec<String>,
+    /// The model that made the images (A1111's `Model`) and its short hash (`Model hash`), when known.
+    pub model: String,
+    pub model_hash: Option<String>,
 }
 
 /// A consistent copy of one job's state.
@@ -141,6 +144,8 @@ pub struct JobSnapshot {
     /// For a finished job: its prompts as given and its warnings (see [`JobOutput`]).
     pub prompt: Option<(String, String)>,
     pub warnings: Vec<String>,
+    /// For a finished job: the model name and short hash (see [`JobOutput`]).
+    pub model: Option<(String, Option<String>)>,
 }
 
 pub(crate) struct JobRecord {
@@ -257,6 +262,10 @@ impl JobRecord {
                 .output
                 .as_ref()
                 .map_or_else(Vec::new, |o| o.warnings.clone()),
+            model: self
+                .output
+                .as_ref()
+                .map(|o| (o.model.clone(), o.model_hash.clone())),
         }
     }
 }

@@ -296,6 +296,8 @@ fn encode_output(
             prompt: request.prompt.clone(),
             negative_prompt: request.negative_prompt.clone(),
             warnings: generated.warnings,
+            model: metadata::model_name(&backend.info().model),
+            model_hash: backend.model_hash().map(|hash| hash.short().to_owned()),
         },
         timings,
         base64,

@@ -73,6 +73,8 @@ async fn submit_then_stream_to_done() {
         ])
     );
     assert_eq!(job["result"]["vae_tiled"], false);
+    assert_eq!(job["result"]["model"], "fake");
+    assert_eq!(job["result"]["model_hash"], "fa4e0000f4");
     assert!(job["timings"]["generate_ms"].as_f64().unwrap() > 0.0);
     let png = app.get(&format!("/v1/jobs/{id}/images/0")).await;
     assert_eq!(png.status, StatusCode::OK);

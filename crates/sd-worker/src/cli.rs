@@ -74,10 +74,22 @@ pub struct BenchArgs {
 /// Where and how the model is loaded; shared by every subcommand.
 #[derive(Debug, Args, Clone)]
 pub struct ModelArgs {
-    /// A diffusers folder, or a Hugging Face hub id such as `stabilityai/sd-turbo`
-    /// (read from the hub cache; downloaded when the machine has a network).
+    /// A diffusers folder, a single-file `.safetensors` checkpoint in the original (A1111/ComfyUI/Civitai)
+    /// layout, or a Hugging Face hub id such as `stabilityai/sd-turbo` (read from the hub cache; downloaded
+    /// when the machine has a network). Pickles (.ckpt/.pt/.bin) are refused.
     #[arg(long, env = "SD_MODEL")]
     pub model: String,
+    /// Single files: the family (`sd1`, `sd2`, `sdxl`) instead of the one detected from the tensors.
+    #[arg(long, env = "SD_FAMILY")]
+    pub family: Option<String>,
+    /// `epsilon` or `v_prediction`, replacing the scheduler config's (or, for a single file, the detected)
+    /// prediction type; SD 2.x 768-v single files that detection misses need `v_prediction`.
+    #[arg(long, env = "SD_PREDICTION_TYPE")]
+    pub prediction_type: Option<String>,
+    /// Single files: a diffusers folder whose configs, tokenizers and scheduler replace the built-in
+    /// defaults (as diffusers' `from_single_file(config=...)`); its weights are not used.
+    #[arg(long, env = "SD_MODEL_CONFIG")]
+    pub model_config: Option<PathBuf>,
     /// `cpu`, `cuda`, `cuda:N`, `metal` or `metal:N`.
     #[arg(long, env = "SD_DEVICE", default_value = "cpu")]
     pub device: String,
@@ -87,7 +99,9 @@ pub struct ModelArgs {
     /// Weight variant to prefer, e.g. `fp16` for `*.fp16.safetensors` files.
     #[arg(long, env = "SD_VARIANT")]
     pub variant: Option<String>,
-    /// A VAE folder (config.json + safetensors) to use instead of the model's, e.g. an fp16-fixed SDXL VAE.
+    /// A VAE to use instead of the model's (or the one a single file lacks): a folder (config.json +
+    /// safetensors) or a single `.safetensors` file in LDM or diffusers layout, e.g. vae-ft-mse or an
+    /// fp16-fixed SDXL VAE.
     #[arg(long, env = "SD_VAE")]
     pub vae: Option<PathBuf>,
     /// A folder of LoRA `.safetensors` files (kohya/A1111, LoCon/LyCORIS, diffusers/PEFT), used by

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use sd_core::loader::hub::HubOptions;
+use sd_core::loader::single_file::{parse_prediction_type, Family};
 use sd_core::pipeline::{
     DTypeSpec, DeviceSpec, GenerateRequest, InitImage, LoadOptions, Pipeline, SizeConditioning,
     StepControl, VaeTiling,
@@ -39,6 +40,13 @@ pub fn load_options(model: &ModelArgs) -> anyhow::Result<LoadOptions> {
         flash_attention: model.flash_attention,
         conv_workspace_limit_mib: model.conv_workspace_limit_mib,
         embedding_dirs: model.embeddings_dirs.clone(),
+        family: model.family.as_deref().map(Family::parse).transpose()?,
+        prediction_type: model
+            .prediction_type
+            .as_deref()
+            .map(parse_prediction_type)
+            .transpose()?,
+        model_config: model.model_config.clone(),
     })
 }
 
@@ -322,6 +330,34 @@ mod tests {
         ]);
         assert!(!tuned.flash_attention);
         assert_eq!(tuned.conv_workspace_limit_mib, Some(256));
+    }
+
+    #[test]
+    fn single_file_flags_reach_the_load_options() {
+        let defaults = options(&[]);
+        assert_eq!((defaults.family, defaults.prediction_type), (None, None));
+        let set = options(&[
+            "--family",
+            "SD2",
+            "--prediction-type",
+            "v-prediction",
+            "--model-config",
+            "cfg",
+        ]);
+        assert_eq!(set.family, Some(Family::Sd2));
+        assert_eq!(set.prediction_type.as_deref(), Some("v_prediction"));
+        assert_eq!(set.model_config, Some(PathBuf::from("cfg")));
+        let parsed = <ModelOnly as clap::Parser>::try_parse_from([
+            "sd-worker",
+            "--model",
+            "m",
+            "--family",
+            "sd3",
+        ]);
+        let err = load_options(&parsed.unwrap().model)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sd1, sd2 or sdxl"), "{err}");
     }
 
     #[test]

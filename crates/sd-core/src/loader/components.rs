@@ -55,9 +55,21 @@ pub fn load_unet(
     let config_path = config_file(dir)?;
     let config: UNetConfig = read_model_config(&config_path)?;
     let weights = open_weights(dir, "diffusion_pytorch_model", variant)?;
-    let model = UNet::new(var_builder(&weights, dtype, device), config, &config_path).map_err(
+    build_unet(config, &config_path, weights, dtype, device)
+}
+
+/// Builds a UNet from a config and weights (a folder's, or a component of a single file); `config_path`
+/// names the config in errors.
+pub fn build_unet(
+    config: UNetConfig,
+    config_path: &Path,
+    weights: Arc<WeightFiles>,
+    dtype: DType,
+    device: &Device,
+) -> Result<Loaded<UNet>> {
+    let model = UNet::new(var_builder(&weights, dtype, device), config, config_path).map_err(
         |e| match e {
-            CoreError::Candle(e) => build_error(dir, &weights, e),
+            CoreError::Candle(e) => build_error(config_path, &weights, e),
             other => other,
         },
     )?;
@@ -73,9 +85,19 @@ pub fn load_vae(
     let config_path = config_file(dir)?;
     let config: VaeConfig = read_model_config(&config_path)?;
     let weights = open_weights(dir, "diffusion_pytorch_model", variant)?;
-    let model = AutoencoderKl::new(var_builder(&weights, dtype, device), config, &config_path)
+    build_vae(config, &config_path, weights, dtype, device)
+}
+
+pub fn build_vae(
+    config: VaeConfig,
+    config_path: &Path,
+    weights: Arc<WeightFiles>,
+    dtype: DType,
+    device: &Device,
+) -> Result<Loaded<AutoencoderKl>> {
+    let model = AutoencoderKl::new(var_builder(&weights, dtype, device), config, config_path)
         .map_err(|e| match e {
-            CoreError::Candle(e) => build_error(dir, &weights, e),
+            CoreError::Candle(e) => build_error(config_path, &weights, e),
             other => other,
         })?;
     Ok(Loaded { model, weights })
@@ -91,6 +113,16 @@ pub fn load_text_encoder(
     let config_path = config_file(dir)?;
     let config: ClipTextConfig = read_model_config(&config_path)?;
     let weights = open_weights(dir, "model", variant)?;
+    build_text_encoder(&config, &config_path, weights, dtype, device)
+}
+
+pub fn build_text_encoder(
+    config: &ClipTextConfig,
+    config_path: &Path,
+    weights: Arc<WeightFiles>,
+    dtype: DType,
+    device: &Device,
+) -> Result<Loaded<ClipTextModel>> {
     let vb = var_builder(&weights, dtype, device);
     let scope = if weights.contains("text_model.embeddings.token_embedding.weight") {
         vb.pp("text_model")
@@ -100,8 +132,8 @@ pub fn load_text_encoder(
     let projection = weights
         .contains("text_projection.weight")
         .then(|| vb.clone());
-    let model = ClipTextModel::new(scope, projection, &config).map_err(|e| match e {
-        CoreError::Candle(e) => build_error(dir, &weights, e),
+    let model = ClipTextModel::new(scope, projection, config).map_err(|e| match e {
+        CoreError::Candle(e) => build_error(config_path, &weights, e),
         other => other,
     })?;
     Ok(Loaded { model, weights })

@@ -6,6 +6,7 @@
 
 pub mod components;
 pub mod hub;
+pub mod single_file;
 pub mod weights;
 
 use std::collections::BTreeMap;

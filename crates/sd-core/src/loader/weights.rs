@@ -15,6 +15,47 @@ use candle_nn::VarBuilder;
 
 use crate::{CoreError, Result};
 
+/// How a network's tensor is made from a tensor of a single-file checkpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TensorOp {
+    /// As stored.
+    #[default]
+    Plain,
+    /// Part `index` of `of` equal slices along dim 0 (OpenCLIP's fused `in_proj` q/k/v).
+    Chunk { index: usize, of: usize },
+    /// The 2-D transpose (OpenCLIP's `text_projection`, applied as `x @ P`).
+    Transpose,
+    /// A 1x1 convolution weight `[out, in, 1, 1]` as a linear weight `[out, in]` (LDM VAE attention).
+    ToLinear,
+}
+
+/// Where a network's tensor comes from in a single-file checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapped {
+    pub source: String,
+    pub op: TensorOp,
+}
+
+impl TensorOp {
+    fn apply(self, tensor: Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Plain => Ok(tensor),
+            Self::Chunk { index, of } => {
+                let rows = tensor.dim(0)?;
+                if of == 0 || rows % of != 0 {
+                    candle_core::bail!("cannot split {rows} rows into {of} equal parts");
+                }
+                tensor.narrow(0, index * rows / of, rows / of)?.contiguous()
+            }
+            Self::Transpose => tensor.t()?.contiguous(),
+            Self::ToLinear => match tensor.dims() {
+                [out, inp, 1, 1] => tensor.reshape((*out, *inp)),
+                _ => Ok(tensor),
+            },
+        }
+    }
+}
+
 /// The safetensors files of one component (`unet/`, `vae/`, `text_encoder/`...).
 pub struct WeightFiles {
     files: Vec<(PathBuf, MmapedSafetensors)>,
@@ -23,6 +64,9 @@ pub struct WeightFiles {
     used: Mutex<BTreeSet<String>>,
     /// Names are looked up as `prefix + name` when the file's names carry a prefix the model code does not use.
     prefix: String,
+    /// For one component of a single-file checkpoint: network name -> stored tensor (and the only names
+    /// this component answers to). Empty for diffusers files, whose names are the network's.
+    renames: HashMap<String, Mapped>,
 }
 
 impl WeightFiles {
@@ -45,7 +89,26 @@ impl WeightFiles {
             index,
             used: Mutex::new(BTreeSet::new()),
             prefix: String::new(),
+            renames: HashMap::new(),
         })
+    }
+
+    /// One component of a single-file checkpoint: only the tensors in `renames` belong to it, under the
+    /// network's names; the file stays memory-mapped and each tensor is converted when a network loads it.
+    pub fn open_mapped(path: &Path, renames: HashMap<String, Mapped>) -> Result<Self> {
+        let mut files = Self::open(&[path.to_path_buf()])?;
+        let sources: BTreeSet<&str> = renames.values().map(|m| m.source.as_str()).collect();
+        files
+            .index
+            .retain(|name, _| sources.contains(name.as_str()));
+        if let Some(missing) = sources.iter().find(|s| !files.index.contains_key(**s)) {
+            return Err(CoreError::file(
+                path,
+                format!("tensor `{missing}` is missing"),
+            ));
+        }
+        files.renames = renames;
+        Ok(files)
     }
 
     /// Looks names up under `prefix` (e.g. `text_model.`) when the files use it.
@@ -55,11 +118,24 @@ impl WeightFiles {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.index.contains_key(&self.full_name(name))
+        if self.renames.is_empty() {
+            self.index.contains_key(&self.full_name(name))
+        } else {
+            self.renames.contains_key(name)
+        }
     }
 
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.index.keys()
+    }
+
+    /// Every tensor's name and shape, as stored.
+    pub fn shapes(&self) -> std::collections::BTreeMap<String, Vec<usize>> {
+        self.files
+            .iter()
+            .flat_map(|(_, st)| st.tensors())
+            .map(|(name, view)| (name, view.shape().to_vec()))
+            .collect()
     }
 
     pub fn paths(&self) -> Vec<&Path> {
@@ -90,8 +166,19 @@ impl WeightFiles {
         dtype: DType,
         device: &Device,
     ) -> candle_core::Result<Tensor> {
-        let full = self.full_name(name);
-        let Some(&file_idx) = self.index.get(&full) else {
+        let (full, op) = if self.renames.is_empty() {
+            (self.full_name(name), TensorOp::Plain)
+        } else {
+            match self.renames.get(name) {
+                Some(m) => (m.source.clone(), m.op),
+                None => (name.to_string(), TensorOp::Plain),
+            }
+        };
+        let Some(&file_idx) = self
+            .index
+            .get(&full)
+            .filter(|_| self.renames.is_empty() || self.renames.contains_key(name))
+        else {
             let files: Vec<String> = self
                 .files
                 .iter()
@@ -100,12 +187,15 @@ impl WeightFiles {
             candle_core::bail!("tensor `{full}` is missing from {}", files.join(", "));
         };
         let (path, st) = &self.files[file_idx];
-        let tensor = st.load(&full, &Device::Cpu).map_err(|e| {
-            candle_core::Error::Msg(format!(
-                "{}: tensor `{full}`: cannot load: {e}",
-                path.display()
-            ))
-        })?;
+        let tensor = st
+            .load(&full, &Device::Cpu)
+            .and_then(|t| op.apply(t))
+            .map_err(|e| {
+                candle_core::Error::Msg(format!(
+                    "{}: tensor `{full}`: cannot load: {e}",
+                    path.display()
+                ))
+            })?;
         if let Some(shape) = shape {
             if tensor.shape() != shape {
                 candle_core::bail!(

@@ -7,23 +7,24 @@ use std::sync::Arc;
 use candle_core::{DType, Device};
 
 use super::preview::LatentPreviewer;
+use super::sources;
 use super::{DTypeSpec, LoadOptions, ModelInfo};
 use crate::adapters::apply::capture;
 use crate::adapters::{Component, LoraLibrary, LoraTargets};
-use crate::loader::components::{load_text_encoder, load_unet, load_vae};
+use crate::loader::components::{build_text_encoder, build_unet, build_vae};
+use crate::loader::single_file::Family;
 use crate::loader::weights::WeightFiles;
-use crate::loader::ModelFolder;
 use crate::models::clip::{ClipTextConfig, ClipTextModel};
-use crate::models::config::read_model_config;
 use crate::models::unet::{UNet, UNetConfig};
-use crate::models::vae::{AutoencoderKl, VaeConfig};
+use crate::models::vae::AutoencoderKl;
 use crate::schedulers::{SamplerKind, SchedulerConfig};
 use crate::tokenizer::ClipTokenizer;
-use crate::{CoreError, Result};
+use crate::Result;
 
 /// A loaded model, owned by one thread.
 pub struct Pipeline {
-    pub(super) folder: ModelFolder,
+    /// The model folder, or the single checkpoint file.
+    pub(super) root: std::path::PathBuf,
     pub(super) device: Device,
     pub(super) dtype: DType,
     /// The VAE runs in f32 when its config says it overflows in half precision (`force_upcast`).
@@ -52,19 +53,10 @@ pub struct Pipeline {
     pub(super) lora_library: LoraLibrary,
 }
 
-fn config_path(folder: &ModelFolder, component: &str, file: &str) -> Result<std::path::PathBuf> {
-    let path = folder.component(component).join(file);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(CoreError::file(&path, "is missing"))
-    }
-}
-
 impl Pipeline {
-    /// Loads a diffusers folder or a hub id (`org/name`, from the hub cache or, with a network, the hub).
+    /// Loads a diffusers folder, a hub id (`org/name`, from the hub cache or, with a network, the hub) or a
+    /// single-file `.safetensors` checkpoint.
     pub fn load(model: &str, options: &LoadOptions) -> Result<Self> {
-        let folder = ModelFolder::resolve(model, options.variant.as_deref(), &options.hub)?;
         let device = options.device.open()?;
         crate::fused::set_flash_attention(options.flash_attention);
         crate::fused::set_conv_workspace_limit(
@@ -76,47 +68,57 @@ impl Pipeline {
         if device.is_cpu() && options.dtype != DTypeSpec::F32 {
             tracing::warn!("half precision on the CPU is slow and imprecise; f32 is recommended");
         }
-        let variant = options.variant.as_deref();
-
-        let tokenizer = ClipTokenizer::from_dir(&folder.component("tokenizer"))?;
-
-        let te_config: ClipTextConfig =
-            read_model_config(&config_path(&folder, "text_encoder", "config.json")?)?;
-        let mut lora_targets = LoraTargets::default();
-        let (text_encoder, recorded) = capture(|| {
-            load_text_encoder(&folder.component("text_encoder"), dtype, &device, variant)
+        let path = Path::new(model);
+        let checkpoint_ext = path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+            ["safetensors", "ckpt", "pt", "pth", "bin"].contains(&e.to_ascii_lowercase().as_str())
         });
+        if checkpoint_ext && !path.exists() {
+            return Err(crate::CoreError::file(path, "no such checkpoint file"));
+        }
+        let parts = if path.is_file() {
+            sources::from_single_file(path, options)?
+        } else {
+            sources::from_folder(model, options)?
+        };
+        let te = parts.text_encoder;
+        let te_config = te.config.clone();
+        let mut lora_targets = LoraTargets::default();
+        let (text_encoder, recorded) =
+            capture(|| build_text_encoder(&te.config, &te.config_path, te.weights, dtype, &device));
         let text_encoder = text_encoder?;
         lora_targets.add(Component::TextEncoder, recorded);
-        let second = if folder.index.has("text_encoder_2") {
-            let tokenizer_dir = if folder.component("tokenizer_2").is_dir() {
-                "tokenizer_2"
-            } else {
-                "tokenizer"
-            };
-            let tokenizer_2 = ClipTokenizer::from_dir(&folder.component(tokenizer_dir))?;
-            let (encoder_2, recorded) = capture(|| {
-                load_text_encoder(&folder.component("text_encoder_2"), dtype, &device, variant)
-            });
-            let encoder_2 = encoder_2?;
-            lora_targets.add(Component::TextEncoder2, recorded);
-            Some((tokenizer_2, encoder_2))
-        } else {
-            None
+        let second = match parts.second {
+            Some((tokenizer_2, te2)) => {
+                let (encoder_2, recorded) = capture(|| {
+                    build_text_encoder(&te2.config, &te2.config_path, te2.weights, dtype, &device)
+                });
+                lora_targets.add(Component::TextEncoder2, recorded);
+                Some((tokenizer_2, encoder_2?))
+            }
+            None => None,
         };
-        let unet_config: UNetConfig =
-            read_model_config(&config_path(&folder, "unet", "config.json")?)?;
-        let (unet, recorded) =
-            capture(|| load_unet(&folder.component("unet"), dtype, &device, variant));
+        let unet_config = parts.unet.config.clone();
+        let (unet, recorded) = capture(|| {
+            build_unet(
+                parts.unet.config,
+                &parts.unet.config_path,
+                parts.unet.weights,
+                dtype,
+                &device,
+            )
+        });
         let unet = unet?;
         lora_targets.add(Component::Unet, recorded);
-        // A user-supplied VAE folder (e.g. an fp16-fixed SDXL VAE) replaces the model's own.
-        let vae_dir = options
-            .vae
-            .clone()
-            .unwrap_or_else(|| folder.component("vae"));
-        let vae_config: VaeConfig = read_model_config(&vae_dir.join("config.json"))?;
-        let family = detect_family(&te_config, &unet_config);
+        let family = match parts.family {
+            Some(f) => f.name(),
+            None => detect_family(&te_config, &unet_config),
+        };
+        let vae_part = sources::open_vae(
+            parts.vae,
+            Family::parse(family).unwrap_or(Family::Sd1),
+            options,
+        )?;
+        let vae_config = vae_part.config.clone();
         // As diffusers: only the SDXL pipelines honour `force_upcast` (SD 1.x/2.x decode in the model's dtype,
         // although their configs leave `force_upcast` at its default of true).
         let vae_dtype = if family == "sdxl" && vae_config.force_upcast && dtype == DType::F16 {
@@ -124,18 +126,19 @@ impl Pipeline {
         } else {
             dtype
         };
-        let vae = load_vae(&vae_dir, vae_dtype, &device, variant)?;
-
-        let scheduler_config = SchedulerConfig::from_file(&config_path(
-            &folder,
-            "scheduler",
-            "scheduler_config.json",
-        )?)?;
+        let vae = build_vae(
+            vae_part.config,
+            &vae_part.config_path,
+            vae_part.weights,
+            vae_dtype,
+            &device,
+        )?;
+        let tokenizer = parts.tokenizer;
+        let scheduler_config = parts.scheduler;
         let default_sampler =
             SamplerKind::from_config(&scheduler_config).unwrap_or(SamplerKind::Euler);
 
-        let force_zeros_for_empty_prompt = folder
-            .index
+        let force_zeros_for_empty_prompt = parts
             .force_zeros_for_empty_prompt
             .unwrap_or(family == "sdxl");
         let turbo = scheduler_config.timestep_spacing.as_deref() == Some("trailing");
@@ -145,7 +148,7 @@ impl Pipeline {
             .map(|s| s * size_multiple)
             .unwrap_or(512);
         let info = ModelInfo {
-            model: folder.reference.clone(),
+            model: parts.reference.clone(),
             family: family.to_string(),
             prediction_type: scheduler_config
                 .prediction_type
@@ -201,7 +204,7 @@ impl Pipeline {
             lora_targets,
             lora_library: LoraLibrary::default(),
             force_zeros_for_empty_prompt,
-            folder,
+            root: parts.root,
             device,
             dtype,
             vae_dtype,
@@ -263,7 +266,7 @@ impl Pipeline {
     }
 
     pub fn root(&self) -> &Path {
-        &self.folder.root
+        &self.root
     }
 
     /// Tensors present in the weight files that the networks did not consume, per component.

@@ -9,6 +9,7 @@ pub mod img2img;
 mod load;
 mod loras;
 pub mod preview;
+mod sources;
 pub mod vae_memory;
 
 use candle_core::Tensor;
@@ -57,6 +58,13 @@ pub struct LoadOptions {
     pub conv_workspace_limit_mib: Option<usize>,
     /// Folders of textual-inversion embeddings (`.safetensors`), read at load.
     pub embedding_dirs: Vec<std::path::PathBuf>,
+    /// Single files: the family, instead of detecting it from the tensors.
+    pub family: Option<crate::loader::single_file::Family>,
+    /// `epsilon` or `v_prediction`, replacing the scheduler config's (or a single file's detected) one.
+    pub prediction_type: Option<String>,
+    /// Single files: a diffusers folder whose configs, tokenizers and scheduler replace the built-in ones
+    /// (diffusers' `from_single_file(config=...)`).
+    pub model_config: Option<std::path::PathBuf>,
 }
 
 /// Tiled VAE decoding and encoding (diffusers' `enable_vae_tiling`): bounded memory for large images at the
@@ -100,6 +108,9 @@ impl Default for LoadOptions {
             flash_attention: true,
             conv_workspace_limit_mib: None,
             embedding_dirs: Vec::new(),
+            family: None,
+            prediction_type: None,
+            model_config: None,
         }
     }
 }

@@ -92,6 +92,12 @@ impl TokenizerConfig {
         Ok(Self::resolve(named, decoder, max_length))
     }
 
+    /// From special-token entries as tokenizer_config.json writes them (`bos_token`, `pad_token`, ...), for
+    /// tokenizers built into the binary; CLIP's 77-token length.
+    pub fn from_named(named: Map<String, Value>) -> Self {
+        Self::resolve(named, Vec::new(), DEFAULT_MAX_LENGTH)
+    }
+
     fn resolve(named: Map<String, Value>, decoder: Vec<AddedToken>, max_length: usize) -> Self {
         let content_of = |key: &str, default: &str| {
             named

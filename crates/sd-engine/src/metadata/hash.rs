@@ -1,9 +1,11 @@
 //! The model's identity as A1111 reports it: a name (`Model: ...`) and the short hash (`Model hash: ...`,
 //! the first 10 hex digits of the checkpoint file's SHA-256).
 //!
-//! We load diffusers folders, not single checkpoint files, so we hash what identifies the weights best: the
-//! UNet weights the loader picks (`unet/diffusion_pytorch_model[.variant].safetensors`; a sharded UNet's shards
-//! concatenated in file-name order). It is computed once at load, on a thread of its own.
+//! A single-file checkpoint is hashed as A1111 hashes it: the SHA-256 of the whole file (its short form is
+//! what A1111 writes as `Model hash`), plus A1111's legacy hash (8 hex digits of the SHA-256 of the 64 KiB at
+//! offset 1 MiB), which older infotexts carry. A diffusers folder has no single file, so we hash what
+//! identifies its weights best: the UNet weights the loader picks (`unet/diffusion_pytorch_model[.variant].safetensors`;
+//! a sharded UNet's shards concatenated in file-name order). It is computed once at load, on a thread of its own.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,8 @@ use sha2::{Digest, Sha256};
 pub struct ModelHash {
     /// 64 lowercase hex digits.
     pub sha256: String,
+    /// A1111's legacy hash (`model_hash()` before 1.0) of a single-file checkpoint: 8 hex digits.
+    pub legacy: Option<String>,
 }
 
 impl ModelHash {
@@ -41,15 +45,40 @@ pub fn hash_files(files: &[PathBuf]) -> std::io::Result<ModelHash> {
     }
     let digest = hasher.finalize();
     let sha256 = digest.iter().map(|byte| format!("{byte:02x}")).collect();
-    Ok(ModelHash { sha256 })
+    Ok(ModelHash {
+        sha256,
+        legacy: None,
+    })
 }
 
-/// The UNet weight files of a model reference (folder or hub id), as the loader would pick them.
+/// A1111's legacy `model_hash`: SHA-256 of the 0x10000 bytes at offset 0x100000, first 8 hex digits
+/// (of whatever the file has there: small files hash fewer or no bytes, as A1111 does).
+pub fn legacy_hash(path: &Path) -> std::io::Result<String> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let mut chunk = Vec::with_capacity(0x10000);
+    if file.metadata()?.len() > 0x100000 {
+        file.seek(SeekFrom::Start(0x100000))?;
+        file.take(0x10000).read_to_end(&mut chunk)?;
+    }
+    let digest = Sha256::digest(&chunk);
+    Ok(digest
+        .iter()
+        .take(4)
+        .map(|byte| format!("{byte:02x}"))
+        .collect())
+}
+
+/// The UNet weight files of a model reference (folder or hub id), as the loader would pick them; a single
+/// checkpoint file is its own.
 pub fn unet_weight_files(
     reference: &str,
     variant: Option<&str>,
     hub: &HubOptions,
 ) -> Result<Vec<PathBuf>, String> {
+    if Path::new(reference).is_file() {
+        return Ok(vec![PathBuf::from(reference)]);
+    }
     let folder =
         ModelFolder::resolve(reference, variant, hub).map_err(|error| error.to_string())?;
     find_weight_files(
@@ -64,8 +93,14 @@ pub fn unet_weight_files(
 /// costs a metadata field.
 pub fn hash_model(reference: &str, variant: Option<&str>, hub: &HubOptions) -> Option<ModelHash> {
     let started = std::time::Instant::now();
-    let result = unet_weight_files(reference, variant, hub)
-        .and_then(|files| hash_files(&files).map_err(|error| error.to_string()));
+    let result = unet_weight_files(reference, variant, hub).and_then(|files| {
+        let mut hash = hash_files(&files).map_err(|error| error.to_string())?;
+        if Path::new(reference).is_file() {
+            hash.legacy =
+                Some(legacy_hash(Path::new(reference)).map_err(|error| error.to_string())?);
+        }
+        Ok(hash)
+    });
     match result {
         Ok(hash) => {
             tracing::info!(
@@ -82,12 +117,21 @@ pub fn hash_model(reference: &str, variant: Option<&str>, hub: &HubOptions) -> O
     }
 }
 
-/// The name A1111 shows for a model: the file (here: folder or hub repository) name without directories.
+/// The name A1111 shows for a model: the file (or folder, or hub repository) name without directories, and
+/// without the extension of a checkpoint file.
 pub fn model_name(reference: &str) -> String {
     let trimmed = reference.trim_end_matches(['/', '\\']);
-    Path::new(trimmed)
-        .file_name()
-        .and_then(|name| name.to_str())
+    let path = Path::new(trimmed);
+    let checkpoint = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+    let name = if checkpoint {
+        path.file_stem()
+    } else {
+        path.file_name()
+    };
+    name.and_then(|name| name.to_str())
         .unwrap_or(trimmed)
         .to_owned()
 }
@@ -96,6 +140,9 @@ pub fn model_name(reference: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    const A1111_SHORT: &str = "3e12317cd6";
+    const A1111_LEGACY: &str = "6a2bdca2";
 
     #[test]
     fn hashes_files_in_sequence_like_one_file() {
@@ -120,6 +167,25 @@ mod tests {
         assert_eq!(model_name("tests/fixtures/models/tiny-sd1/"), "tiny-sd1");
         assert_eq!(model_name("stabilityai/sd-turbo"), "sd-turbo");
         assert_eq!(model_name("fake"), "fake");
+        assert_eq!(
+            model_name("/m/v1-5-pruned-emaonly.safetensors"),
+            "v1-5-pruned-emaonly"
+        );
+    }
+
+    #[test]
+    fn single_files_hash_whole_with_a1111_legacy_hash() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/single_file/tiny-sd1.safetensors");
+        let reference = file.to_str().unwrap();
+        let hash = hash_model(reference, None, &HubOptions::default()).unwrap();
+        assert_eq!(
+            hash.sha256,
+            hash_files(std::slice::from_ref(&file)).unwrap().sha256
+        );
+        // Computed with A1111's `hashes.calculate_sha256` and `sd_models.model_hash` (Python).
+        assert_eq!(hash.short(), A1111_SHORT);
+        assert_eq!(hash.legacy.as_deref(), Some(A1111_LEGACY));
     }
 
     #[test]

@@ -79,6 +79,12 @@ pub struct JobResultView {
     /// Things that did not fail the job but change its meaning, e.g. a plain-syntax prompt cut at 77 tokens.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The model that made the images, as A1111's `Model` names it (folder or file name without extension).
+    pub model: String,
+    /// A1111's short hash of the model (`Model hash`): the first 10 hex digits of a single file's SHA-256
+    /// (of the UNet weights for a diffusers folder).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_hash: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -114,6 +120,8 @@ impl From<JobSnapshot> for JobView {
             prompt: job.prompt.clone().unwrap_or_default().0,
             negative_prompt: job.prompt.clone().unwrap_or_default().1,
             warnings: job.warnings.clone(),
+            model: job.model.clone().unwrap_or_default().0,
+            model_hash: job.model.clone().and_then(|(_, hash)| hash),
         });
         Self {
             position: job.position,

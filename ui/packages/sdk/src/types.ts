@@ -115,6 +115,10 @@ export interface JobResultView {
   seeds: number[];
   /** The VAE decoded in tiles (only when a whole decode did not fit in memory, or tiling was forced on). */
   vae_tiled: boolean;
+  /** The model that made the images, as A1111's `Model` names it. */
+  model?: string;
+  /** A1111's short model hash (`Model hash`): the first 10 hex digits of a single file's SHA-256. */
+  model_hash?: string;
 }
 
 /** The `error` object of every 4xx/5xx body, and of a failed job. */
@@ -252,7 +256,7 @@ export const FIELDS = {
   SubmitJobResponse: ['job_id', 'sse_url', 'status_url', 'status', 'position', 'seeds'],
   Progress: ['step', 'total', 'percent', 'eta_ms'],
   JobTimings: ['queue_ms', 'text_encode_ms', 'denoise_ms', 'decode_ms', 'generate_ms', 'encode_ms', 'total_ms'],
-  JobResultView: ['images', 'seeds', 'vae_tiled'],
+  JobResultView: ['images', 'seeds', 'vae_tiled', 'model', 'model_hash'],
   ErrorDetail: ['code', 'message', 'field'],
   ErrorBody: ['error'],
   JobInfo: [

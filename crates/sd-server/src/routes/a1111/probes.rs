@@ -34,10 +34,20 @@ fn checkpoint(app: &AppState) -> Option<Checkpoint> {
     let hash = app.engine.model_hash();
     let model_name = metadata::model_name(&info.model);
     let short = hash.as_ref().map(|hash| hash.short().to_owned());
+    // A1111 titles a checkpoint file by its name with the extension (`model.safetensors [hash]`).
+    let titled = if info.model.ends_with(".safetensors") {
+        std::path::Path::new(&info.model)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(&model_name)
+            .to_owned()
+    } else {
+        model_name.clone()
+    };
     Some(Checkpoint {
         title: match &short {
-            Some(short) => format!("{model_name} [{short}]"),
-            None => model_name.clone(),
+            Some(short) => format!("{titled} [{short}]"),
+            None => titled,
         },
         model_name,
         hash: short,
