@@ -205,6 +205,12 @@ impl Run<'_> {
                     field("warnings", json(&job.warnings)),
                     field("seeds", json(&seeds)),
                 ];
+                if let Some((model, hash)) = &job.model {
+                    fields.push(field("model", model.as_str()));
+                    if let Some(hash) = hash {
+                        fields.push(field("model_hash", hash.as_str()));
+                    }
+                }
                 if let Some((prompt, negative)) = &job.prompt {
                     fields.push(field("prompt", prompt.as_str()));
                     fields.push(field("negative_prompt", negative.as_str()));

@@ -25,6 +25,8 @@ pub const FIELDS: &[&str] = &[
     "prompt",
     "negative_prompt",
     "warnings",
+    "model",
+    "model_hash",
     "image_count",
     "entry",
 ];
@@ -96,6 +98,9 @@ impl JobFields {
             timings: self.json::<JobTimings>("timings"),
             prompt,
             warnings: self.json("warnings").unwrap_or_default(),
+            model: self
+                .get("model")
+                .map(|model| (model.to_owned(), self.get("model_hash").map(str::to_owned))),
         })
     }
 }

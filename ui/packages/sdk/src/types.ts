@@ -27,11 +27,27 @@ export interface GenerationParams {
   batch?: number;
   /** 1 = last CLIP layer (default), 2 = penultimate. */
   clip_skip?: number;
+  /**
+   * `a1111` (weights, `BREAK`, `[from:to:when]`, `[a|b]`, any length) or `plain` (literal, 77 tokens as
+   * diffusers). Default: the worker's `--prompt-syntax`.
+   */
+  prompt_syntax?: 'a1111' | 'plain';
+  /** LoRAs for this job (names from `GET /v1/loras`), as `<lora:NAME:WEIGHT>` tags would apply them. */
+  loras?: LoraRef[];
   /** Routing fields an orchestrator may add; the worker ignores them. */
   hive_id?: string;
   model?: string;
   worker_id?: string;
 }
+
+/** One LoRA of a job: a file name from `--lora-dir` (without `.safetensors`) and its weight. */
+export interface LoraRef {
+  name: string;
+  weight?: number;
+}
+
+/** How an input image of another size becomes width x height. */
+export type ResizeMode = 'resize' | 'crop' | 'fill';
 
 export interface ImageGenerationRequest extends GenerationParams {
   operation: 'image_generation';
@@ -44,6 +60,8 @@ export interface ImageTransformRequest extends GenerationParams {
   input_image: string;
   /** 0 keeps the input, 1 ignores it (worker default 0.8). Refused for image_generation. */
   strength?: number;
+  /** `resize` stretches (default), `crop` covers and crops the middle, `fill` fits and extends the edges. */
+  resize_mode?: ResizeMode;
 }
 
 /** Inpainting: white mask pixels are repainted, black ones kept. */
@@ -54,6 +72,11 @@ export interface ImageInpaintRequest extends GenerationParams {
   /** Base64 mask, same size as `init_image` (or resized by the worker); white (>= 0.5) = repaint. */
   mask_image: string;
   strength?: number;
+  resize_mode?: ResizeMode;
+  /** Blur the mask edges by this many pixels (0..=64, default 0). */
+  mask_blur?: number;
+  /** Paste the unmasked input pixels back over the result (default false). */
+  preserve_unmasked?: boolean;
 }
 
 export type JobRequest = ImageGenerationRequest | ImageTransformRequest | ImageInpaintRequest;
@@ -115,6 +138,11 @@ export interface JobResultView {
   seeds: number[];
   /** The VAE decoded in tiles (only when a whole decode did not fit in memory, or tiling was forced on). */
   vae_tiled: boolean;
+  /** The prompts exactly as sent (A1111 syntax and LoRA tags included). */
+  prompt: string;
+  negative_prompt: string;
+  /** Things that did not fail the job but change its meaning (e.g. a plain prompt cut at 77 tokens). */
+  warnings?: string[];
   /** The model that made the images, as A1111's `Model` names it. */
   model?: string;
   /** A1111's short model hash (`Model hash`): the first 10 hex digits of a single file's SHA-256. */
@@ -144,6 +172,9 @@ export interface JobInfo {
   position?: number | null;
   progress?: Progress | null;
   seeds: number[];
+  /** Output size in pixels. */
+  width: number;
+  height: number;
   /** RFC 3339. */
   created_at: string;
   started_at?: string | null;
@@ -178,6 +209,8 @@ export interface WorkerLimits {
   max_pixels: number;
   max_batch: number;
   max_clip_skip: number;
+  /** How prompts are read when a job does not say (`--prompt-syntax`). */
+  default_prompt_syntax: 'a1111' | 'plain';
   /** Size of one input image file. */
   max_image_bytes: number;
   /** Width or height of an input image. */
@@ -237,37 +270,38 @@ export type JobEventType = JobEvent['type'];
 export const FIELDS = {
   ImageGenerationRequest: [
     'operation', 'prompt', 'negative_prompt', 'steps', 'guidance_scale', 'seed', 'width', 'height',
-    'sampler', 'batch', 'clip_skip', 'hive_id', 'model', 'worker_id',
+    'sampler', 'batch', 'clip_skip', 'prompt_syntax', 'loras', 'hive_id', 'model', 'worker_id',
   ],
   ImageTransformRequest: [
     'operation', 'prompt', 'negative_prompt', 'steps', 'guidance_scale', 'seed', 'width', 'height',
-    'sampler', 'batch', 'clip_skip', 'hive_id', 'model', 'worker_id', 'input_image', 'strength',
+    'sampler', 'batch', 'clip_skip', 'prompt_syntax', 'loras', 'hive_id', 'model', 'worker_id', 'input_image', 'strength', 'resize_mode',
   ],
   ImageInpaintRequest: [
     'operation', 'prompt', 'negative_prompt', 'steps', 'guidance_scale', 'seed', 'width', 'height',
-    'sampler', 'batch', 'clip_skip', 'hive_id', 'model', 'worker_id', 'init_image', 'mask_image', 'strength',
+    'sampler', 'batch', 'clip_skip', 'prompt_syntax', 'loras', 'hive_id', 'model', 'worker_id', 'init_image', 'mask_image', 'strength', 'resize_mode',
+    'mask_blur', 'preserve_unmasked',
   ],
   /** Every field any operation takes: the worker documents them as one request schema. */
   JobRequest: [
     'operation', 'prompt', 'negative_prompt', 'steps', 'guidance_scale', 'seed', 'width', 'height',
-    'sampler', 'batch', 'clip_skip', 'hive_id', 'model', 'worker_id', 'input_image', 'init_image',
-    'mask_image', 'strength',
+    'sampler', 'batch', 'clip_skip', 'prompt_syntax', 'loras', 'hive_id', 'model', 'worker_id', 'input_image', 'init_image',
+    'mask_image', 'strength', 'resize_mode', 'mask_blur', 'preserve_unmasked',
   ],
   SubmitJobResponse: ['job_id', 'sse_url', 'status_url', 'status', 'position', 'seeds'],
   Progress: ['step', 'total', 'percent', 'eta_ms'],
   JobTimings: ['queue_ms', 'text_encode_ms', 'denoise_ms', 'decode_ms', 'generate_ms', 'encode_ms', 'total_ms'],
-  JobResultView: ['images', 'seeds', 'vae_tiled', 'model', 'model_hash'],
+  JobResultView: ['images', 'seeds', 'vae_tiled', 'prompt', 'negative_prompt', 'warnings', 'model', 'model_hash'],
   ErrorDetail: ['code', 'message', 'field'],
   ErrorBody: ['error'],
   JobInfo: [
-    'id', 'operation', 'status', 'position', 'progress', 'seeds', 'created_at', 'started_at', 'finished_at',
+    'id', 'operation', 'status', 'position', 'progress', 'seeds', 'width', 'height', 'created_at', 'started_at', 'finished_at',
     'result', 'error', 'timings',
   ],
   JobList: ['jobs'],
   CancelResponse: ['job_id', 'status'],
   WorkerLimits: [
     'max_prompt_chars', 'min_steps', 'max_steps', 'max_guidance_scale', 'min_side', 'max_side', 'max_pixels',
-    'max_batch', 'max_clip_skip', 'max_image_bytes', 'max_input_side', 'max_input_alloc', 'max_body_bytes',
+    'max_batch', 'max_clip_skip', 'default_prompt_syntax', 'max_image_bytes', 'max_input_side', 'max_input_alloc', 'max_body_bytes',
   ],
   WorkerDefaults: ['width', 'height', 'steps', 'guidance_scale', 'sampler'],
   QueueInfo: ['max', 'depth', 'running'],
