@@ -22,7 +22,7 @@ async fn gateways_and_three_workers_one_killed_run_every_job_once_as_the_cli_wou
     wait_workers(&gateway, "tiny-sd1", 3).await;
     wait_ready(&other).await;
     let mut ids = Vec::new();
-    for seed in 0..24u64 {
+    for seed in 0..100u64 {
         ids.push(submit(&gateway, &body("a red fox", seed, 3, 64)).await);
     }
     // One worker is SIGKILLed mid-batch; whatever it was running is taken over.
