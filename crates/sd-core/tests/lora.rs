@@ -94,3 +94,46 @@ fn unknown_lora_names_are_errors_listing_what_exists() {
         .to_string();
     assert!(err.contains("nope") && err.contains("kohya_attn"), "{err}");
 }
+
+#[test]
+fn keys_that_match_no_layer_are_a_warning_in_the_result_when_the_rest_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = common::fixtures()
+        .join("loras")
+        .join("tiny-sd1")
+        .join("kohya_attn.safetensors");
+    let bytes = std::fs::read(&source).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+        file.tensors().into_iter().collect();
+    // A module this model does not have, in the same format as the real ones.
+    let (_, down) = tensors
+        .iter()
+        .find(|(k, _)| k.ends_with(".lora_down.weight"))
+        .cloned()
+        .unwrap();
+    let (_, up) = tensors
+        .iter()
+        .find(|(k, _)| k.ends_with(".lora_up.weight"))
+        .cloned()
+        .unwrap();
+    tensors.push(("lora_unet_no_such_block_proj.lora_down.weight".into(), down));
+    tensors.push(("lora_unet_no_such_block_proj.lora_up.weight".into(), up));
+    safetensors::serialize_to_file(tensors, None, &dir.path().join("stray.safetensors")).unwrap();
+
+    let mut pipe = common::load("tiny-sd1");
+    pipe.set_lora_library(LoraLibrary::new(vec![dir.path().to_path_buf()]));
+    let out = pipe
+        .generate(&request(&format!("{PROMPT} <lora:stray:0.8>")), &mut |_| {
+            StepControl::Continue
+        })
+        .unwrap();
+    assert_eq!(out.loras.loras.len(), 1, "the matching keys still applied");
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.contains("stray") && w.contains("no_such_block")),
+        "{:?}",
+        out.warnings
+    );
+}

@@ -201,6 +201,8 @@ impl Pipeline {
     ) -> Result<GenerateOutput> {
         let (req, loras) = self.prepare_loras(req)?;
         let mut output = self.generate_base(&req, on_step)?;
+        // Keys that matched no layer did not stop the job, but the caller must hear of them.
+        output.warnings.extend(loras.warnings.iter().cloned());
         output.loras = loras;
         Ok(output)
     }
