@@ -1,6 +1,6 @@
 /**
  * The app in headless Chromium against a worker (the mock by default; the real binary with SD_WORKER_BIN):
- * generate with progress then the image, cancel, an invalid field, img2img from the gallery, paint a mask
+ * the LoRA list adding its tag to the prompt, generate with progress then the image, cancel, an invalid field, img2img from the gallery, paint a mask
  * and inpaint, reload with the gallery intact, the phone layout, and the API-key prompt. The tests in the
  * first block share one browser profile and run in order, as one person's session would.
  */
@@ -93,6 +93,24 @@ describe('the app, one session', () => {
     if (info.defaults?.steps) expect(await page.getByLabel('Steps', { exact: true }).inputValue()).toBe(String(info.defaults.steps));
     await page.getByTestId('gallery-empty').waitFor();
     await screenshot(page, '01-txt2img-empty');
+  });
+
+  it('lists the worker’s LoRAs; a click adds <lora:NAME:1> to the end of the prompt', async () => {
+    const { loras } = (await (await fetch(`${target.url}/v1/loras`)).json()) as { loras: { name: string }[] };
+    // The mock and the binary run (--lora-dir tests/fixtures/loras/tiny-sd1) have it; an external worker may not.
+    if (target.kind === 'external' && !loras.some((l) => l.name === 'kohya_attn')) return;
+    const picker = page.getByTestId('lora-picker');
+    await picker.getByRole('button', { name: 'kohya_attn', exact: true }).waitFor();
+    expect(await picker.getByRole('button').allTextContents()).toEqual(loras.map((l) => l.name));
+    const prompt = page.getByLabel('Prompt', { exact: true });
+    await prompt.fill('a fox');
+    await picker.getByRole('button', { name: 'kohya_attn', exact: true }).click();
+    expect(await prompt.inputValue()).toBe('a fox <lora:kohya_attn:1>');
+    await prompt.fill('');
+    await picker.getByRole('button', { name: 'kohya_attn', exact: true }).click();
+    expect(await prompt.inputValue()).toBe('<lora:kohya_attn:1>');
+    await screenshot(page, '01b-lora-picker');
+    await prompt.fill('');
   });
 
   it('generates: progress and a live preview, then the image, saved to the gallery', async () => {

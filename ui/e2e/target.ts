@@ -2,7 +2,8 @@
  * What the browser tests run against, chosen by environment variables:
  * - `SD_E2E_URL=http://host:port`: a worker that is already running (serving the UI at /);
  * - `SD_WORKER_BIN=/path/to/sd-worker`: start the real binary, `serve --model $SD_WORKER_MODEL`
- *   (default tests/fixtures/models/tiny-sd1) on a free port; relative paths are from the repository root;
+ *   (default tests/fixtures/models/tiny-sd1) on a free port, with `--lora-dir $SD_WORKER_LORA_DIR` when that
+ *   is set; relative paths are from the repository root;
  * - neither: the mock worker of mock-server/, serving the built app from app/dist.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -38,6 +39,8 @@ async function startBinary(binary: string, apiKey: string | undefined): Promise<
   const model = process.env.SD_WORKER_MODEL ?? 'tests/fixtures/models/tiny-sd1';
   const args = ['serve', '--model', model, '--host', '127.0.0.1', '--port', String(port)];
   if (apiKey) args.push('--api-key', apiKey);
+  const loraDir = process.env.SD_WORKER_LORA_DIR;
+  if (loraDir) args.push('--lora-dir', loraDir);
   const child: ChildProcess = spawn(resolve(repoRoot, binary), args, { cwd: repoRoot, stdio: ['ignore', 'inherit', 'inherit'] });
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 120_000;

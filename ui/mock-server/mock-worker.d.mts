@@ -8,6 +8,8 @@ export interface MockWorkerOptions {
   inlineImages?: boolean;
   keepAliveMs?: number;
   defaults?: Record<string, unknown>;
+  /** Names `GET /v1/loras` lists (default: the three of tests/fixtures/loras/tiny-sd1). */
+  loras?: string[];
 }
 
 export interface MockSubmission {

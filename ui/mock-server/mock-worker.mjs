@@ -7,7 +7,7 @@ import { extname, join, normalize } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { decodePng, encodePng } from './png.mjs';
 
-const SAMPLERS = ['euler', 'euler_a', 'ddim', 'dpmpp_2m'];
+const SAMPLERS = ['euler', 'euler_a', 'ddim', 'dpmpp_2m', 'dpmpp_2m_karras'];
 
 const CONTENT_TYPES = {
   '.html': 'text/html; charset=utf-8',
@@ -22,7 +22,8 @@ const CONTENT_TYPES = {
 
 /**
  * Starts the mock. Options: port (0 = any), apiKey, staticDir (built UI), stepDelayMs, defaults
- * (overrides of /v1/info defaults), inlineImages (complete carries base64 instead of image paths).
+ * (overrides of /v1/info defaults), inlineImages (complete carries base64 instead of image paths), loras
+ * (names GET /v1/loras lists; default: those of tests/fixtures/loras/tiny-sd1, as the real e2e run uses).
  * Returns { url, close, submissions, jobs, dropNextStream(afterEvents) }.
  */
 export async function startMockWorker(options = {}) {
@@ -34,6 +35,7 @@ export async function startMockWorker(options = {}) {
     stepDelayMs = 60,
     inlineImages = false,
     keepAliveMs = 10_000,
+    loras = ['kohya_attn', 'locon_conv', 'peft_attn'],
   } = options;
   const defaults = { steps: 20, guidance_scale: 7.5, width: 512, height: 512, sampler: 'euler', ...options.defaults };
   // Same shape as the real worker's GET /v1/info (crates/sd-server/src/routes/system.rs).
@@ -405,6 +407,10 @@ export async function startMockWorker(options = {}) {
       }
       if (path === '/v1/info' && req.method === 'GET') {
         return sendJson(res, 200, { ...info, queue: { ...info.queue, depth: queue.length, running: running !== null } });
+      }
+      if (path === '/v1/loras' && req.method === 'GET') {
+        // Same shape as the real worker's GET /v1/loras.
+        return sendJson(res, 200, { loras: loras.map((name) => ({ name })) });
       }
       if (path === '/v1/jobs' && req.method === 'POST') {
         const chunks = [];

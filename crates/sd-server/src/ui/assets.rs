@@ -4,12 +4,12 @@
 /// (URL path, file contents), sorted by path.
 pub(super) static FILES: &[(&str, &[u8])] = &[
     (
-        "/assets/index-CEofpBtt.js",
-        include_bytes!("../../ui-dist/assets/index-CEofpBtt.js"),
+        "/assets/index-DZQXnDgO.js",
+        include_bytes!("../../ui-dist/assets/index-DZQXnDgO.js"),
     ),
     (
-        "/assets/style-BwbwFoNo.css",
-        include_bytes!("../../ui-dist/assets/style-BwbwFoNo.css"),
+        "/assets/style-PvbboR9t.css",
+        include_bytes!("../../ui-dist/assets/style-PvbboR9t.css"),
     ),
     ("/favicon.svg", include_bytes!("../../ui-dist/favicon.svg")),
     ("/index.html", include_bytes!("../../ui-dist/index.html")),

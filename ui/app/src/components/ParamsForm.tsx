@@ -1,7 +1,9 @@
-/** Prompt, negative prompt and the advanced controls (sampler, steps, guidance, seed, size, batch,
+/** Prompt (with the worker's LoRAs to add to it), negative prompt and the advanced controls (sampler, steps, guidance, seed, size, batch,
  * strength). Each control shows the worker's error for its field right under it. */
 import { useEffect, useId, useState, type ReactNode } from 'react';
 import type { WorkerInfo } from '@sd-worker/sdk';
+import { appendLoraTag } from '../lib/lora';
+import { LoraPicker } from './LoraPicker';
 import { randomSeed, sizePresets, type FormParams, type StrengthField } from '../lib/params';
 import { samplerLabel } from '../lib/samplers';
 
@@ -53,6 +55,7 @@ export function ParamsForm({ params, onChange, info, strengthField, fieldError, 
           />
         )}
       </Field>
+      <LoraPicker info={info} onPick={(name) => set('prompt', appendLoraTag(params.prompt, name))} />
       <Field id="negative_prompt" label="Negative prompt" error={errorFor('negative_prompt')}>
         {(props) => (
           <textarea

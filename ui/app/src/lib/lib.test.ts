@@ -1,6 +1,7 @@
 // @vitest-environment node
 import { describe, expect, it } from 'vitest';
 import { formatEta } from './format';
+import { appendLoraTag } from './lora';
 import { modelDisplayName } from './model-name';
 import { formFieldOf, initialParams, sizePresets, strengthFieldOf, strengthOf, toGenerationParams } from './params';
 import { samplerLabel } from './samplers';
@@ -78,5 +79,14 @@ describe('formatEta', () => {
     expect(formatEta(2400)).toBe('about 2 s left');
     expect(formatEta(83_000)).toBe('about 1 min 23 s left');
     expect(formatEta(null)).toBe('');
+  });
+});
+
+describe('appendLoraTag', () => {
+  it('adds <lora:NAME:1> at the end, separated by one space', () => {
+    expect(appendLoraTag('a red fox', 'kohya_attn')).toBe('a red fox <lora:kohya_attn:1>');
+    expect(appendLoraTag('a red fox ', 'kohya_attn')).toBe('a red fox <lora:kohya_attn:1>');
+    expect(appendLoraTag('', 'kohya_attn')).toBe('<lora:kohya_attn:1>');
+    expect(appendLoraTag('x <lora:a:1>', 'b', 0.5)).toBe('x <lora:a:1> <lora:b:0.5>');
   });
 });

@@ -12,6 +12,7 @@ import type {
   JobList,
   JobRequest,
   JobResult,
+  LoraInfo,
   SubmitJobResponse,
   WorkerInfo,
 } from './types.js';
@@ -86,6 +87,12 @@ export class SdWorkerClient {
   /** `GET /v1/info`: model, samplers, limits, defaults, version. */
   info(signal?: AbortSignal): Promise<WorkerInfo> {
     return this.json<WorkerInfo>('GET', '/v1/info', undefined, signal);
+  }
+
+  /** `GET /v1/loras`: the LoRAs the worker can apply (empty without `--lora-dir`). */
+  async listLoras(signal?: AbortSignal): Promise<LoraInfo[]> {
+    const answer = await this.json<{ loras?: LoraInfo[] }>('GET', '/v1/loras', undefined, signal);
+    return Array.isArray(answer.loras) ? answer.loras : [];
   }
 
   /** `POST /v1/jobs`. Validation errors reject with an `ApiError` whose `field` names the culprit. */

@@ -46,6 +46,15 @@ export interface LoraRef {
   weight?: number;
 }
 
+/**
+ * One entry of `GET /v1/loras`: a LoRA file of the worker's `--lora-dir` folders, by the name that
+ * `<lora:NAME:WEIGHT>` and `LoraRef.name` use. (The worker's OpenAPI document gives no schema for this
+ * answer, so it is not in `FIELDS`.)
+ */
+export interface LoraInfo {
+  name: string;
+}
+
 /** How an input image of another size becomes width x height. */
 export type ResizeMode = 'resize' | 'crop' | 'fill';
 

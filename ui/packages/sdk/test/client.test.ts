@@ -34,6 +34,15 @@ describe('SdWorkerClient against the mock worker', () => {
     expect(info.defaults?.steps).toBe(20);
   });
 
+  it('lists the LoRAs of /v1/loras', async () => {
+    mock = await startMockWorker({ loras: ['kohya_attn', 'style one'] });
+    const client = new SdWorkerClient({ baseUrl: mock.url });
+    expect(await client.listLoras()).toEqual([{ name: 'kohya_attn' }, { name: 'style one' }]);
+    await mock.close();
+    mock = await startMockWorker({ loras: [] });
+    expect(await new SdWorkerClient({ baseUrl: mock.url }).listLoras()).toEqual([]);
+  });
+
   it('submits a job and follows it through progress and previews to its images', async () => {
     mock = await startMockWorker({ stepDelayMs: 40 });
     const client = new SdWorkerClient({ baseUrl: mock.url });
