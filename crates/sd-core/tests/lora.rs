@@ -137,3 +137,42 @@ fn keys_that_match_no_layer_are_a_warning_in_the_result_when_the_rest_applied() 
         out.warnings
     );
 }
+
+#[test]
+fn an_sdxl_lora_with_ldm_block_names_matches_diffusers() {
+    // tools/make_sdxl_lora_fixture.py: kohya keys as real SDXL LoRAs write them (`lora_unet_input_blocks_4_1_...`).
+    let mut pipe = common::load("tiny-sdxl");
+    pipe.set_lora_library(LoraLibrary::new(vec![common::fixtures()
+        .join("loras")
+        .join("tiny-sdxl")]));
+    let mut req = request(&format!("{PROMPT} <lora:sgm_kohya:0.8>"));
+    (req.width, req.height) = (64, 64);
+    req.guidance_scale = 5.0; // StableDiffusionXLPipeline's default
+    let mut plain = req.clone();
+    plain.prompt = PROMPT.into();
+    let before = pipe
+        .generate(&plain, &mut |_| StepControl::Continue)
+        .unwrap();
+    let out = pipe.generate(&req, &mut |_| StepControl::Continue).unwrap();
+    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    let map = common::golden("tiny-sdxl", "lora_sgm_kohya.safetensors");
+    let reference = common::get(&map, "images")
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let base = common::golden("tiny-sdxl", "lora_base.safetensors");
+    let base = common::get(&base, "images")
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let base_diff = max_diff(before.images[0].as_raw(), &base);
+    assert!(base_diff <= 2.0 / 255.0, "base max diff {base_diff}");
+    let diff = max_diff(out.images[0].as_raw(), &reference);
+    assert!(diff <= 2.0 / 255.0, "max diff {diff}");
+    assert!(
+        max_diff(out.images[0].as_raw(), &base) > 10.0 / 255.0,
+        "the LoRA changed nothing"
+    );
+}

@@ -98,7 +98,13 @@ fn target_of(base: &str) -> Option<(Component, String)> {
     let (rest, component) = PREFIXES
         .iter()
         .find_map(|(p, c)| base.strip_prefix(p).map(|rest| (rest, *c)))?;
-    Some((component, layer_key(component, &rest.replace('.', "_"))))
+    let underscored = rest.replace('.', "_");
+    // SDXL LoRAs name UNet modules after the original checkpoint's blocks.
+    let underscored = match component {
+        Component::Unet => super::ldm_names::ldm_to_diffusers(&underscored).unwrap_or(underscored),
+        _ => underscored,
+    };
+    Some((component, layer_key(component, &underscored)))
 }
 
 /// The form both sides are compared in: underscores, and no `text_model_` prefix for text encoders (the

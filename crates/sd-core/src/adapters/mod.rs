@@ -3,6 +3,7 @@
 //! `<lora:NAME:WEIGHT>` prompt tags that ask for them ([`tags`]).
 
 pub mod apply;
+mod ldm_names;
 pub mod library;
 pub mod lora;
 pub mod tags;
