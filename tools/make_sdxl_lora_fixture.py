@@ -8,8 +8,9 @@ fuse_lora(lora_scale=0.8)): the Rust test applies the same file through `<lora:.
 The LDM names are written from the diffusers module names with the block arithmetic of a UNet with
 layers_per_block = 2 (every SD 1.x/2.x/SDXL UNet): input_blocks[1 + 3i + j] = down_blocks[i] resnet/attention j,
 output_blocks[3i + j] = up_blocks[i] resnet/attention j, middle_block[0, 1, 2] = resnet, attention, resnet.
-Text-encoder modules (`lora_te1_*`/`lora_te2_*`) are left out: with transformers 5 diffusers' load_lora_weights
-leaves them unapplied (it reports their keys as unexpected), so it is no reference for them.
+Text-encoder modules (`lora_te1_*`/`lora_te2_*`) go in a second file, te_kohya.safetensors: with transformers 5
+diffusers' load_lora_weights leaves them unapplied (it reports their keys as unexpected), so its reference merges
+W += 0.8 * alpha/rank * up @ down into both encoders' weights directly.
 """
 
 import copy
@@ -69,6 +70,30 @@ def kohya_sgm(pipe, rank=4, alpha=2.0):
     return sd
 
 
+def kohya_te(pipe, rank=4, alpha=2.0):
+    sd = {}
+    for prefix, model in (("lora_te1_", pipe.text_encoder), ("lora_te2_", pipe.text_encoder_2)):
+        for n, m in model.named_modules():
+            if isinstance(m, torch.nn.Linear) and n.split(".")[-1] in {"q_proj", "v_proj", "out_proj", "fc1"}:
+                key = prefix + n.replace(".", "_")
+                sd[key + ".lora_down.weight"] = torch.randn(rank, m.in_features) * 0.3
+                sd[key + ".lora_up.weight"] = torch.randn(m.out_features, rank) * 0.3
+                sd[key + ".alpha"] = torch.tensor(alpha)
+    return sd
+
+
+def merge_te(pipe, sd, scale):
+    with torch.no_grad():
+        for prefix, model in (("lora_te1_", pipe.text_encoder), ("lora_te2_", pipe.text_encoder_2)):
+            for n, m in model.named_modules():
+                key = prefix + n.replace(".", "_")
+                if key + ".lora_down.weight" not in sd:
+                    continue
+                down, up = sd[key + ".lora_down.weight"], sd[key + ".lora_up.weight"]
+                alpha = float(sd[key + ".alpha"])
+                m.weight += scale * alpha / down.shape[0] * (up @ down)
+
+
 def run(pipe):
     with torch.no_grad():
         img = pipe(PROMPT, num_inference_steps=STEPS, width=SIZE, height=SIZE,
@@ -88,6 +113,11 @@ def main():
     pipe.load_lora_weights(str(OUT), weight_name="sgm_kohya.safetensors", adapter_name="sgm")
     pipe.fuse_lora(lora_scale=SCALE)
     refs["sgm_kohya"] = run(pipe)
+    te = kohya_te(base)
+    save_file({k: v.contiguous() for k, v in te.items()}, str(OUT / "te_kohya.safetensors"))
+    pipe = copy.deepcopy(base)
+    merge_te(pipe, te, SCALE)
+    refs["te_kohya"] = run(pipe)
     for name, img in refs.items():
         save_file({"images": img}, str(GOLDEN / f"lora_{name}.safetensors"))
         print(name, "max |ref - base|", float((img - refs["base"]).abs().max()))

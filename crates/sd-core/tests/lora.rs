@@ -176,3 +176,26 @@ fn an_sdxl_lora_with_ldm_block_names_matches_diffusers() {
         "the LoRA changed nothing"
     );
 }
+
+#[test]
+fn sdxl_text_encoder_loras_apply_to_both_encoders() {
+    // te_kohya.safetensors holds `lora_te1_*` and `lora_te2_*` modules only; its reference merges them into
+    // both encoders' weights directly (tools/make_sdxl_lora_fixture.py).
+    let mut pipe = common::load("tiny-sdxl");
+    pipe.set_lora_library(LoraLibrary::new(vec![common::fixtures()
+        .join("loras")
+        .join("tiny-sdxl")]));
+    let mut req = request(&format!("{PROMPT} <lora:te_kohya:0.8>"));
+    (req.width, req.height) = (64, 64);
+    req.guidance_scale = 5.0;
+    let out = pipe.generate(&req, &mut |_| StepControl::Continue).unwrap();
+    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    let map = common::golden("tiny-sdxl", "lora_te_kohya.safetensors");
+    let reference = common::get(&map, "images")
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let diff = max_diff(out.images[0].as_raw(), &reference);
+    assert!(diff <= 2.0 / 255.0, "max diff {diff}");
+}
