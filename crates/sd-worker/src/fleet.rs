@@ -13,7 +13,7 @@ use sd_queue::{Gateway, GatewayConfig, Redis, WorkerConfig};
 use sd_server::AppState;
 
 use crate::cli::{ServeArgs, WorkArgs};
-use crate::serve::{download_reporter, loader, server_config, shutdown_signal};
+use crate::serve::{download_reporter, loader, server_config, shutdown_signal, HttpServer};
 
 pub async fn gateway(args: &ServeArgs, url: String, api_key: Option<String>) -> anyhow::Result<()> {
     let gateway = Gateway::start(
@@ -40,30 +40,13 @@ pub async fn gateway(args: &ServeArgs, url: String, api_key: Option<String>) -> 
         service,
         server_config(args, api_key),
     ))?;
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let connection_limits = sd_server::listener::ConnectionLimits {
-        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
-        header_timeout: args.header_timeout,
-        ..Default::default()
-    };
-    let mut server = tokio::spawn(async move {
-        sd_server::listener::serve(listener, app, connection_limits, async {
-            let _ = http_stopped.await;
-        })
-        .await;
-    });
+    let mut server = HttpServer::spawn(listener, app, args);
     tokio::select! {
-        _ = &mut server => bail!("the HTTP server stopped"),
+        _ = &mut server.task => bail!("the HTTP server stopped"),
         signal = shutdown_signal() => tracing::info!(signal, "shutting down"),
     }
     // Jobs live in Redis: nothing to drain here, only open connections to close.
-    let _ = stop_http.send(());
-    if tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .is_err()
-    {
-        tracing::warn!("open connections did not close in time");
-    }
+    server.stop().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -85,19 +85,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let connection_limits = sd_server::listener::ConnectionLimits {
-        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
-        header_timeout: args.header_timeout,
-        ..Default::default()
-    };
-    let mut server = tokio::spawn(async move {
-        sd_server::listener::serve(listener, app, connection_limits, async {
-            let _ = http_stopped.await;
-        })
-        .await;
-        Ok::<(), std::io::Error>(())
-    });
+    let mut server = HttpServer::spawn(listener, app, &args);
 
     let load_failure = async {
         match engine.wait_loaded().await {
@@ -108,9 +96,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::select! {
         // The reason already names the model ("cannot load model M: ..."); said once, by main.
         reason = load_failure => bail!("{reason}"),
-        served = &mut server => bail!("the HTTP server stopped: {}", match served {
-            Ok(Ok(())) => "no error".to_owned(),
-            Ok(Err(error)) => error.to_string(),
+        served = &mut server.task => bail!("the HTTP server stopped: {}", match served {
+            Ok(()) => "no error".to_owned(),
             Err(error) => error.to_string(),
         }),
         signal = shutdown_signal() => tracing::info!(signal, "shutting down"),
@@ -123,13 +110,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     tokio::join!(engine.shutdown(args.shutdown_grace), final_heartbeat);
-    let _ = stop_http.send(());
-    if tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .is_err()
-    {
-        tracing::warn!("open connections did not close in time");
-    }
+    server.stop().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -151,6 +132,41 @@ pub(crate) fn server_config(args: &ServeArgs, api_key: Option<String>) -> Server
         loras: sd_core::adapters::LoraLibrary::new(args.model.lora_dir.clone()),
         trust_forwarded: args.trust_forwarded,
         cpu_tasks: args.cpu_tasks,
+    }
+}
+
+/// The HTTP listener on its own task (connection cap and header timeout from the flags), and how to stop it.
+pub(crate) struct HttpServer {
+    pub task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl HttpServer {
+    pub fn spawn(listener: tokio::net::TcpListener, app: axum::Router, args: &ServeArgs) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let limits = sd_server::listener::ConnectionLimits {
+            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+            header_timeout: args.header_timeout,
+            ..Default::default()
+        };
+        let task = tokio::spawn(async move {
+            sd_server::listener::serve(listener, app, limits, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        Self { task, stop }
+    }
+
+    /// Stops accepting and gives open connections five seconds to finish.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        if tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("open connections did not close in time");
+        }
     }
 }
 
