@@ -46,20 +46,24 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
   --max-queue 64 > "$dir/serve.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
-until curl -sf "http://127.0.0.1:$port/ready" >/dev/null; do sleep 1; kill -0 $pid; done
-job() { # prompt -> generate_ms
-  local id
-  id=$(curl -sf "http://127.0.0.1:$port/v1/jobs" -H 'Content-Type: application/json' -d "$(jq -n \
-    --arg p "$1" --argjson s "$size" --argjson n "$steps" \
-    '{operation:"image_generation",prompt:$p,width:$s,height:$s,steps:$n,seed:1}')" | jq -r .job_id)
-  while :; do
-    local r; r=$(curl -sf "http://127.0.0.1:$port/v1/jobs/$id")
-    case $(jq -r .status <<<"$r") in
-      succeeded) jq -r .timings.total_ms <<<"$r"; return ;;
-      failed|cancelled) echo "job failed: $r" >&2; exit 1 ;;
-    esac
-    sleep 0.2
-  done
+until python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/ready')" 2>/dev/null; do sleep 1; kill -0 $pid; done
+job() { # prompt -> total_ms (python, not jq/curl: the GPU machine has only python3)
+  python3 - "$port" "$1" "$size" "$steps" <<'PY'
+import json, sys, time, urllib.request
+port, prompt, size, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+base = f"http://127.0.0.1:{port}/v1/jobs"
+body = {"operation": "image_generation", "prompt": prompt, "width": size, "height": size, "steps": steps, "seed": 1}
+req = urllib.request.Request(base, json.dumps(body).encode(), {"Content-Type": "application/json"})
+job_id = json.load(urllib.request.urlopen(req))["job_id"]
+while True:
+    r = json.load(urllib.request.urlopen(f"{base}/{job_id}"))
+    if r["status"] == "succeeded":
+        print(r["timings"]["total_ms"])
+        break
+    if r["status"] in ("failed", "cancelled"):
+        sys.exit(f"job failed: {r}")
+    time.sleep(0.05)
+PY
 }
 job "warm up" >/dev/null
 base=() alternating=() repeated=()
