@@ -280,6 +280,6 @@ fn observe(
             code.clone(),
             message.clone(),
         )))),
-        JobEvent::Queued { .. } | JobEvent::Started {} => None,
+        JobEvent::Queued { .. } | JobEvent::Started {} | JobEvent::Loading { .. } => None,
     }
 }
