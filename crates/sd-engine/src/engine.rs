@@ -337,7 +337,8 @@ impl Engine {
             metrics.rejected("shutting_down");
             return Err(SubmitError::ShuttingDown);
         }
-        if self.model_info().is_none() {
+        // Not `model_info()`: with a library it takes the state lock, which is held here.
+        if !matches!(&*self.shared.readiness.borrow(), Readiness::Ready(_)) {
             metrics.rejected("not_ready");
             return Err(SubmitError::NotReady);
         }

@@ -104,6 +104,13 @@ impl Engine {
             Some(library) => library
                 .models()
                 .into_iter()
+                .map(|mut model| {
+                    // What the loader found beats what the scan guessed.
+                    if let Some(info) = library.info(&model.name) {
+                        model.family = Some(info.family.clone());
+                    }
+                    model
+                })
                 .map(|model| ModelEntry {
                     hash: library.hash(&model.name),
                     loaded: loaded.contains(&model.name),

@@ -149,17 +149,24 @@ fn visit(path: &Path, descend: bool, found: &mut Vec<LibraryModel>, warnings: &m
     }
 }
 
-/// The family of a diffusers folder from its UNet's cross-attention width (768 SD 1.x, 1024 SD 2.x,
-/// 2048 SDXL).
+/// The family of a diffusers folder from its configs, as the loader decides it: SDXL's UNet takes the
+/// `text_time` embedding; SD 2.x's OpenCLIP text encoder uses exact GELU, SD 1.x's CLIP quick GELU.
 fn folder_family(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path.join("unet").join("config.json")).ok()?;
-    let config: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let family = match config.get("cross_attention_dim")?.as_u64()? {
-        768 => "sd1",
-        1024 => "sd2",
-        2048 => "sdxl",
-        _ if config.get("addition_embed_type").is_some_and(|t| t == "text_time") => "sdxl",
-        _ => return None,
+    let read = |component: &str| -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(path.join(component).join("config.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    };
+    let unet = read("unet")?;
+    if unet
+        .get("addition_embed_type")
+        .is_some_and(|kind| kind == "text_time")
+    {
+        return Some("sdxl".to_owned());
+    }
+    let text = read("text_encoder")?;
+    let family = match text.get("hidden_act").and_then(|act| act.as_str()) {
+        Some("gelu") => "sd2",
+        _ => "sd1",
     };
     Some(family.to_owned())
 }

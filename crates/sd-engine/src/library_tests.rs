@@ -12,9 +12,11 @@ fn temp(name: &str) -> PathBuf {
 fn folder_model(at: &Path) {
     std::fs::create_dir_all(at.join("unet")).unwrap();
     std::fs::write(at.join("model_index.json"), "{}").unwrap();
+    std::fs::create_dir_all(at.join("text_encoder")).unwrap();
+    std::fs::write(at.join("unet").join("config.json"), "{}").unwrap();
     std::fs::write(
-        at.join("unet").join("config.json"),
-        r#"{"cross_attention_dim": 1024}"#,
+        at.join("text_encoder").join("config.json"),
+        r#"{"hidden_act": "gelu"}"#,
     )
     .unwrap();
 }
@@ -77,7 +79,7 @@ fn names_resolve_in_every_form_a1111_uses() {
     let factory: LoaderFactory =
         Arc::new(|_model: &LibraryModel, _hash| Box::new(|| Err("no loads in this test".into())));
     let library = ModelLibrary::new(vec![root.clone()], factory);
-    let hash = metadata::hash_files(&[root.join("model-a.safetensors")]).unwrap();
+    let hash = metadata::hash::hash_files(&[root.join("model-a.safetensors")]).unwrap();
     library.set_hash("model-a", hash.clone());
     for reference in [
         "model-a",
