@@ -28,9 +28,9 @@ pub use engine::{
 };
 pub use engine_models::{ModelEntry, UnknownModel};
 pub use events::{JobEvent, Subscription};
-pub use library::{LibraryModel, LoaderFactory, ModelFormat, ModelLibrary};
-pub use models::ModelSet;
 pub use job::{
     JobError, JobId, JobRequest, JobSnapshot, JobStatus, JobTimings, Operation, Progress,
 };
+pub use library::{LibraryModel, LoaderFactory, ModelFormat, ModelLibrary};
+pub use models::ModelSet;
 pub use service::JobService;

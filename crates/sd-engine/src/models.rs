@@ -95,7 +95,10 @@ impl LoadedModels {
 
     /// Loaded names, least recently used first.
     pub fn names(&self) -> Vec<String> {
-        self.entries.iter().map(|entry| entry.name.clone()).collect()
+        self.entries
+            .iter()
+            .map(|entry| entry.name.clone())
+            .collect()
     }
 }
 

@@ -11,9 +11,9 @@ use crate::engine::{
     CancelError, CancelOutcome, Engine, EngineConfig, ImageError, Load, Readiness, SubmitError,
     Submitted,
 };
+use crate::engine_models::{ModelEntry, UnknownModel};
 use crate::events::Subscription;
 use crate::job::{JobRequest, JobSnapshot};
-use crate::engine_models::{ModelEntry, UnknownModel};
 use crate::library::{LibraryModel, ModelFormat};
 use crate::metadata::ModelHash;
 

@@ -13,11 +13,11 @@ use sd_core::pipeline::{GenerateOutput, GenerateRequest, StepControl};
 use sd_core::CoreError;
 
 use crate::backend::{Backend, Loader, StepProgress};
-use crate::models::{Loaded, LoadedModels, ModelSet};
 use crate::engine::{Readiness, Shared};
 use crate::events::{base64_png, JobEvent};
 use crate::job::{JobError, JobId, JobOutput, JobStatus, JobTimings, Progress};
 use crate::metadata;
+use crate::models::{Loaded, LoadedModels, ModelSet};
 
 pub(crate) fn spawn(shared: Arc<Shared>, models: ModelSet) -> std::io::Result<()> {
     std::thread::Builder::new()
@@ -90,12 +90,7 @@ fn load(shared: &Shared, name: &str, loader: Loader) -> Result<Box<dyn Backend>,
     let backend = match catch_unwind(AssertUnwindSafe(loader)) {
         Ok(Ok(backend)) => backend,
         Ok(Err(reason)) => return Err(reason),
-        Err(panic) => {
-            return Err(format!(
-                "model loader panicked: {}",
-                panic_message(&*panic)
-            ))
-        }
+        Err(panic) => return Err(format!("model loader panicked: {}", panic_message(&*panic))),
     };
     let seconds = started.elapsed().as_secs_f64();
     shared.metrics.loaded(seconds);

@@ -63,7 +63,7 @@ fn engine(dir: &std::path::Path, max_loaded: usize) -> Engine {
     });
     let library = ModelLibrary::new(vec![dir.to_owned()], factory);
     let first = library.loader("a").unwrap();
-    let engine = Engine::start_models(
+    Engine::start_models(
         ModelSet {
             library: Some(library),
             initial: vec![("a".into(), first)],
@@ -72,8 +72,7 @@ fn engine(dir: &std::path::Path, max_loaded: usize) -> Engine {
         },
         EngineConfig::default(),
     )
-    .unwrap();
-    engine
+    .unwrap()
 }
 
 fn loads(engine: &Engine) -> String {
@@ -116,7 +115,10 @@ async fn jobs_switch_models_and_a_broken_model_fails_only_its_jobs() {
         .position(|e| matches!(e, JobEvent::Loading { .. }));
     let started = seen.iter().position(|e| matches!(e, JobEvent::Started {}));
     assert!(started < loading, "{seen:?}");
-    assert_eq!(finish(&engine, &first.id).await.status, JobStatus::Succeeded);
+    assert_eq!(
+        finish(&engine, &first.id).await.status,
+        JobStatus::Succeeded
+    );
     assert_eq!(
         finish(&engine, &second.id).await.status,
         JobStatus::Succeeded
@@ -130,7 +132,10 @@ async fn jobs_switch_models_and_a_broken_model_fails_only_its_jobs() {
     let error = failed.error.unwrap();
     assert_eq!(error.code, "model_load_failed");
     assert!(error.message.contains("not a readable"), "{error:?}");
-    assert_eq!(finish(&engine, &after.id).await.status, JobStatus::Succeeded);
+    assert_eq!(
+        finish(&engine, &after.id).await.status,
+        JobStatus::Succeeded
+    );
     // a, b, a again (one slot); the failed load is not counted.
     assert!(loads(&engine).ends_with(" 3"), "{}", loads(&engine));
 
@@ -154,7 +159,12 @@ async fn two_slots_keep_both_models_loaded() {
     engine.wait_loaded().await.unwrap();
     let mut ids = Vec::new();
     for (index, model) in ["b", "a", "b", "a"].into_iter().enumerate() {
-        ids.push(engine.submit_to(Some(model), request(index as u64, 1)).unwrap().id);
+        ids.push(
+            engine
+                .submit_to(Some(model), request(index as u64, 1))
+                .unwrap()
+                .id,
+        );
     }
     for id in &ids {
         assert_eq!(finish(&engine, id).await.status, JobStatus::Succeeded);

@@ -47,7 +47,10 @@ async fn post(worker: &Worker, path: &str, body: &Value) -> (u16, Value) {
         .unwrap();
     let status = reply.status().as_u16();
     let text = reply.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 async fn get(worker: &Worker, path: &str) -> Value {
@@ -129,14 +132,21 @@ async fn a_models_dir_serves_each_model_by_name_as_if_alone() {
             alone.insert((api, model), pixels(&generate(&worker, api, None).await));
         }
     }
-    assert_ne!(alone[&("native", "tiny-sd1")], alone[&("native", "tiny-sd2")]);
+    assert_ne!(
+        alone[&("native", "tiny-sd1")],
+        alone[&("native", "tiny-sd2")]
+    );
 
     let dir = tempfile::tempdir().unwrap();
     for model in MODELS {
         copy_dir(&fixture(model), &dir.path().join(model));
     }
     // Sorted first, so the worker tries it at start, fails, and starts with tiny-sd1 instead.
-    std::fs::write(dir.path().join("broken.safetensors"), b"not a safetensors file").unwrap();
+    std::fs::write(
+        dir.path().join("broken.safetensors"),
+        b"not a safetensors file",
+    )
+    .unwrap();
     let worker = Worker::start(
         "",
         &[

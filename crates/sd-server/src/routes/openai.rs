@@ -84,9 +84,9 @@ async fn model(
 ) -> Result<Json<Value>, OpenAiError> {
     let models = app.engine.models();
     let name = app.engine.resolve_model(&id).ok();
-    let found = models.iter().find(|entry| {
-        Some(&entry.model.name) == name.as_ref() || entry.model.name == id
-    });
+    let found = models
+        .iter()
+        .find(|entry| Some(&entry.model.name) == name.as_ref() || entry.model.name == id);
     match found {
         Some(entry) => Ok(Json(model_object(entry))),
         None => Err(OpenAiError {

@@ -230,7 +230,9 @@ pub fn library_model(app: &AppState, name: Option<&str>) -> Result<Option<String
     let Some(name) = name.map(str::trim).filter(|name| !name.is_empty()) else {
         return Ok(None);
     };
-    if app.engine.model_names().is_empty() || name.starts_with("dall-e") || name.starts_with("gpt-image")
+    if app.engine.model_names().is_empty()
+        || name.starts_with("dall-e")
+        || name.starts_with("gpt-image")
     {
         return Ok(None);
     }
