@@ -105,7 +105,25 @@ pub fn pipeline_loader(
     options: sd_core::pipeline::LoadOptions,
     loras: sd_core::adapters::LoraLibrary,
 ) -> Loader {
+    pipeline_loader_hashed(model, options, loras, None)
+}
+
+/// [`pipeline_loader`] for a model whose hash is already known (the model library hashed it): the load
+/// does not read the weights a second time.
+pub fn pipeline_loader_hashed(
+    model: String,
+    options: sd_core::pipeline::LoadOptions,
+    loras: sd_core::adapters::LoraLibrary,
+    known: Option<ModelHash>,
+) -> Loader {
     Box::new(move || {
+        if let Some(hash) = known {
+            let mut pipeline = Pipeline::load(&model, &options)
+                .map_err(|error| format!("cannot load model {model}: {error}"))?;
+            pipeline.set_lora_library(loras);
+            let hash = Some(hash);
+            return Ok(Box::new(HashedPipeline { pipeline, hash }) as Box<dyn Backend>);
+        }
         let offline = sd_core::loader::hub::HubOptions {
             offline: true,
             ..options.hub.clone()

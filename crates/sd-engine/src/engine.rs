@@ -70,6 +70,9 @@ pub enum SubmitError {
     /// The job store (Redis, for a gateway) cannot be reached; the reason says why.
     #[error("the job queue is unavailable: {0}")]
     Unavailable(String),
+    /// The job names a model the library does not have.
+    #[error("{0}")]
+    UnknownModel(crate::engine_models::UnknownModel),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -124,6 +127,12 @@ pub(crate) struct State {
     pub exit: bool,
     /// Moving average of job run time, for Retry-After.
     pub mean_job_seconds: Option<f64>,
+    /// The model jobs that name none run on (set by the first load; changed by `set_default_model`).
+    pub default_model: String,
+    /// Loaded models, least recently used first (kept by the model thread).
+    pub loaded: Vec<String>,
+    /// The model the model thread is loading for a job, if any.
+    pub loading: Option<String>,
 }
 
 pub(crate) struct Shared {
@@ -136,6 +145,8 @@ pub(crate) struct Shared {
     pub model_hash: OnceLock<Option<ModelHash>>,
     /// What loading is doing now (e.g. "downloading model, 40%"), shown by `/ready` while loading.
     pub loading_detail: Mutex<Option<String>>,
+    /// The models jobs may name; `None` for a single-model engine.
+    pub library: Option<Arc<crate::library::ModelLibrary>>,
 }
 
 impl Shared {
@@ -197,12 +208,21 @@ impl State {
 /// The engine handle; cheap to clone, shared by every request handler.
 #[derive(Clone)]
 pub struct Engine {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl Engine {
     /// Starts the model thread, which loads the backend with `loader` and then serves jobs.
     pub fn start(loader: Loader, config: EngineConfig) -> std::io::Result<Self> {
+        Self::start_models(crate::models::ModelSet::single(loader), config)
+    }
+
+    /// Starts the model thread serving `models`: it loads the first of `models.initial` that loads, then
+    /// loads the models jobs name from the library as they come (see [`crate::models`]).
+    pub fn start_models(
+        models: crate::models::ModelSet,
+        config: EngineConfig,
+    ) -> std::io::Result<Self> {
         let (readiness, _) = watch::channel(Readiness::Loading);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -216,6 +236,9 @@ impl Engine {
                 accepting: true,
                 exit: false,
                 mean_job_seconds: None,
+                default_model: String::new(),
+                loaded: Vec::new(),
+                loading: None,
             }),
             wake: Condvar::new(),
             config,
@@ -223,8 +246,9 @@ impl Engine {
             readiness,
             model_hash: OnceLock::new(),
             loading_detail: Mutex::new(None),
+            library: models.library.clone(),
         });
-        crate::worker::spawn(Arc::clone(&shared), loader)?;
+        crate::worker::spawn(Arc::clone(&shared), models)?;
         Ok(Self { shared })
     }
 
@@ -250,11 +274,15 @@ impl Engine {
             .clone()
     }
 
-    /// The loaded model's description, once loaded.
+    /// The default model's description, once the first model loaded.
     pub fn model_info(&self) -> Option<Arc<ModelInfo>> {
-        match &*self.shared.readiness.borrow() {
-            Readiness::Ready(info) => Some(Arc::clone(info)),
-            _ => None,
+        let first = match &*self.shared.readiness.borrow() {
+            Readiness::Ready(info) => Arc::clone(info),
+            _ => return None,
+        };
+        match &self.shared.library {
+            Some(_) => self.model_info_named(&self.default_model()).or(Some(first)),
+            None => Some(first),
         }
     }
 
@@ -274,22 +302,43 @@ impl Engine {
 
     /// The loaded weights' hash (A1111's `Model hash` is its short form), once loaded.
     pub fn model_hash(&self) -> Option<ModelHash> {
-        self.shared.model_hash.get().cloned().flatten()
+        match &self.shared.library {
+            Some(library) => library.hash(&self.default_model()),
+            None => self.shared.model_hash.get().cloned().flatten(),
+        }
     }
 
     pub fn config(&self) -> &EngineConfig {
         &self.shared.config
     }
 
-    /// Queues a validated request.
+    /// Queues a validated request for the default model.
     pub fn submit(&self, request: JobRequest) -> Result<Submitted, SubmitError> {
+        self.submit_to(None, request)
+    }
+
+    /// Queues a validated request for the model `model` names (any form [`Self::resolve_model`] takes;
+    /// `None`: the default model). A single-model engine ignores the name.
+    pub fn submit_to(
+        &self,
+        model: Option<&str>,
+        request: JobRequest,
+    ) -> Result<Submitted, SubmitError> {
         let metrics = &self.shared.metrics;
+        let named = match model {
+            Some(name) => Some(self.resolve_model(name).map_err(|unknown| {
+                metrics.rejected("unknown_model");
+                SubmitError::UnknownModel(unknown)
+            })?),
+            None => None,
+        };
         let mut state = self.shared.lock();
         if !state.accepting {
             metrics.rejected("shutting_down");
             return Err(SubmitError::ShuttingDown);
         }
-        if self.model_info().is_none() {
+        // Not `model_info()`: with a library it takes the state lock, which is held here.
+        if !matches!(&*self.shared.readiness.borrow(), Readiness::Ready(_)) {
             metrics.rejected("not_ready");
             return Err(SubmitError::NotReady);
         }
@@ -320,7 +369,8 @@ impl Engine {
                 });
             }
         };
-        let record = JobRecord::new(id.clone(), request);
+        let mut record = JobRecord::new(id.clone(), request);
+        record.model = named.unwrap_or_else(|| state.default_model.clone());
         record.publish(JobEvent::Queued { position });
         state.store.insert(record);
         metrics.submitted();

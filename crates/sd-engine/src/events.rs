@@ -19,6 +19,10 @@ pub enum JobEvent {
         position: usize,
     },
     Started {},
+    /// The job waits while the model it names loads (a switch); `progress` events follow once it runs.
+    Loading {
+        model: String,
+    },
     Progress {
         step: usize,
         total: usize,
@@ -51,6 +55,7 @@ impl JobEvent {
         match self {
             Self::Queued { .. } => "queued",
             Self::Started {} => "started",
+            Self::Loading { .. } => "loading",
             Self::Progress { .. } => "progress",
             Self::Preview { .. } => "preview",
             Self::Complete { .. } => "complete",

@@ -150,6 +150,8 @@ pub struct JobSnapshot {
 
 pub(crate) struct JobRecord {
     pub id: JobId,
+    /// The library name of the model that runs it (resolved at submit).
+    pub model: String,
     pub operation: Operation,
     pub status: JobStatus,
     /// Taken by the model thread when the job starts.
@@ -199,6 +201,7 @@ impl JobRecord {
         );
         Self {
             id,
+            model: String::new(),
             operation: request.operation,
             status: JobStatus::Queued,
             seeds: request.generate.seeds.clone(),

@@ -6,25 +6,31 @@
 
 pub mod backend;
 mod engine;
+mod engine_models;
 pub mod events;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod job;
+pub mod library;
 pub mod metadata;
 mod metrics;
+pub mod models;
 mod queue;
 pub mod samplers;
 mod service;
 mod store;
 mod worker;
 
-pub use backend::{pipeline_loader, Backend, Loader, StepProgress};
+pub use backend::{pipeline_loader, pipeline_loader_hashed, Backend, Loader, StepProgress};
 pub use engine::{
     CancelError, CancelOutcome, Engine, EngineConfig, ImageError, Load, Readiness, SubmitError,
     Submitted,
 };
+pub use engine_models::{ModelEntry, UnknownModel};
 pub use events::{JobEvent, Subscription};
 pub use job::{
     JobError, JobId, JobRequest, JobSnapshot, JobStatus, JobTimings, Operation, Progress,
 };
+pub use library::{LibraryModel, LoaderFactory, ModelFormat, ModelLibrary};
+pub use models::ModelSet;
 pub use service::JobService;

@@ -35,6 +35,7 @@ pub(crate) struct Metrics {
     generation_seconds: Histogram,
     load_seconds: Gauge<f64, AtomicU64>,
     model_loaded: Gauge,
+    model_loads: Counter,
 }
 
 impl Metrics {
@@ -49,6 +50,7 @@ impl Metrics {
         let generation_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 14));
         let load_seconds = Gauge::<f64, AtomicU64>::default();
         let model_loaded = Gauge::default();
+        let model_loads = Counter::default();
 
         let mut registry = Registry::with_prefix("sd_worker");
         registry.register(
@@ -101,6 +103,11 @@ impl Metrics {
             "1 once the model has loaded",
             model_loaded.clone(),
         );
+        registry.register(
+            "model_loads",
+            "Models loaded since start (the first one, and every switch that had to load)",
+            model_loads.clone(),
+        );
         Self {
             registry,
             queue_depth,
@@ -113,12 +120,14 @@ impl Metrics {
             generation_seconds,
             load_seconds,
             model_loaded,
+            model_loads,
         }
     }
 
     pub fn loaded(&self, seconds: f64) {
         self.load_seconds.set(seconds);
         self.model_loaded.set(1);
+        self.model_loads.inc();
     }
 
     pub fn submitted(&self) {

@@ -11,8 +11,10 @@ use crate::engine::{
     CancelError, CancelOutcome, Engine, EngineConfig, ImageError, Load, Readiness, SubmitError,
     Submitted,
 };
+use crate::engine_models::{ModelEntry, UnknownModel};
 use crate::events::Subscription;
 use crate::job::{JobRequest, JobSnapshot};
+use crate::library::{LibraryModel, ModelFormat};
 use crate::metadata::ModelHash;
 
 pub trait JobService: Send + Sync + 'static {
@@ -42,6 +44,61 @@ pub trait JobService: Send + Sync + 'static {
         request: JobRequest,
     ) -> Result<Submitted, SubmitError> {
         self.submit(request)
+    }
+    /// The library name `name` refers to; the default: a name `model_info_named` knows.
+    fn resolve_model(&self, name: &str) -> Result<String, UnknownModel> {
+        match self.model_info_named(name) {
+            Some(_) => Ok(name.to_owned()),
+            None => Err(UnknownModel {
+                name: name.to_owned(),
+                available: self.model_names(),
+            }),
+        }
+    }
+    /// Every model requests may name, for the listings; the default: the named models, else the one
+    /// model.
+    fn models(&self) -> Vec<ModelEntry> {
+        let names = self.model_names();
+        if names.is_empty() {
+            return self
+                .model_info()
+                .map(|info| ModelEntry {
+                    model: LibraryModel {
+                        name: crate::metadata::model_name(&info.model),
+                        path: info.model.clone(),
+                        format: ModelFormat::Reference,
+                        family: Some(info.family.clone()),
+                    },
+                    hash: self.model_hash(),
+                    loaded: true,
+                    default: true,
+                })
+                .into_iter()
+                .collect();
+        }
+        names
+            .into_iter()
+            .map(|name| ModelEntry {
+                model: LibraryModel {
+                    path: name.clone(),
+                    family: self.model_info_named(&name).map(|info| info.family.clone()),
+                    name,
+                    format: ModelFormat::Reference,
+                },
+                hash: None,
+                loaded: true,
+                default: false,
+            })
+            .collect()
+    }
+    /// Makes `name` the default model of later jobs; `None` when this service cannot (a fleet gateway, a
+    /// single-model worker).
+    fn set_default_model(&self, _name: &str) -> Option<Result<String, UnknownModel>> {
+        None
+    }
+    /// Scans the model folders again; returns the scan's warnings.
+    fn refresh_models(&self) -> Vec<String> {
+        Vec::new()
     }
     fn job(&self, id: &str) -> Option<JobSnapshot>;
     /// Up to `limit` jobs, newest first.
@@ -77,6 +134,33 @@ impl JobService for Engine {
     }
     fn submit(&self, request: JobRequest) -> Result<Submitted, SubmitError> {
         Engine::submit(self, request)
+    }
+    fn model_info_named(&self, name: &str) -> Option<Arc<ModelInfo>> {
+        Engine::model_info_named(self, name)
+    }
+    fn model_names(&self) -> Vec<String> {
+        Engine::model_names(self)
+    }
+    fn submit_to(
+        &self,
+        model: Option<&str>,
+        request: JobRequest,
+    ) -> Result<Submitted, SubmitError> {
+        Engine::submit_to(self, model, request)
+    }
+    fn resolve_model(&self, name: &str) -> Result<String, UnknownModel> {
+        Engine::resolve_model(self, name)
+    }
+    fn models(&self) -> Vec<ModelEntry> {
+        Engine::models(self)
+    }
+    fn set_default_model(&self, name: &str) -> Option<Result<String, UnknownModel>> {
+        self.library()
+            .is_some()
+            .then(|| Engine::set_default_model(self, name))
+    }
+    fn refresh_models(&self) -> Vec<String> {
+        Engine::refresh_models(self)
     }
     fn job(&self, id: &str) -> Option<JobSnapshot> {
         Engine::job(self, id)
@@ -136,6 +220,18 @@ impl JobService for Arc<dyn JobService> {
         request: JobRequest,
     ) -> Result<Submitted, SubmitError> {
         self.as_ref().submit_to(model, request)
+    }
+    fn resolve_model(&self, name: &str) -> Result<String, UnknownModel> {
+        self.as_ref().resolve_model(name)
+    }
+    fn models(&self) -> Vec<ModelEntry> {
+        self.as_ref().models()
+    }
+    fn set_default_model(&self, name: &str) -> Option<Result<String, UnknownModel>> {
+        self.as_ref().set_default_model(name)
+    }
+    fn refresh_models(&self) -> Vec<String> {
+        self.as_ref().refresh_models()
     }
     fn job(&self, id: &str) -> Option<JobSnapshot> {
         self.as_ref().job(id)

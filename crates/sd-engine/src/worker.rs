@@ -17,37 +17,167 @@ use crate::engine::{Readiness, Shared};
 use crate::events::{base64_png, JobEvent};
 use crate::job::{JobError, JobId, JobOutput, JobStatus, JobTimings, Progress};
 use crate::metadata;
+use crate::models::{Loaded, LoadedModels, ModelSet};
 
-pub(crate) fn spawn(shared: Arc<Shared>, loader: Loader) -> std::io::Result<()> {
+pub(crate) fn spawn(shared: Arc<Shared>, models: ModelSet) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("sd-model".into())
-        .spawn(move || run(&shared, loader))?;
+        .spawn(move || run(&shared, models))?;
     Ok(())
 }
 
-fn run(shared: &Shared, loader: Loader) {
+fn run(shared: &Shared, models: ModelSet) {
+    let mut loaded = LoadedModels::new(models.max_loaded, models.memory_budget);
+    let mut failures = Vec::new();
+    let mut first = None;
+    for (name, loader) in models.initial {
+        match load(shared, &name, loader) {
+            Ok(backend) => {
+                first = Some((name, backend));
+                break;
+            }
+            Err(reason) => failures.push(reason),
+        }
+    }
+    let Some((name, backend)) = first else {
+        return fail_load(shared, failures.join("; "));
+    };
+    let name = if name.is_empty() {
+        metadata::model_name(&backend.info().model)
+    } else {
+        name
+    };
+    for reason in &failures {
+        tracing::warn!(%reason, model = %name, "an earlier model failed to load; serving this one");
+    }
+    let info = Arc::new(backend.info().clone());
+    let _ = shared.model_hash.set(backend.model_hash().cloned());
+    remember(shared, &name, &*backend);
+    let bytes = shared
+        .library
+        .as_ref()
+        .and_then(|library| library.get(&name))
+        .map_or(0, |model| crate::models::estimated_bytes(&model.path));
+    loaded.insert(Loaded {
+        name: name.clone(),
+        backend,
+        bytes,
+    });
+    {
+        let mut state = shared.lock();
+        state.default_model = name;
+        state.loaded = loaded.names();
+    }
+    shared.readiness.send_replace(Readiness::Ready(info));
+    while let Some(job) = next_job(shared) {
+        if loaded.touch(&job.model).is_none() {
+            if let Err(error) = switch(shared, &mut loaded, &job) {
+                fail_unstarted(shared, &job, error);
+                continue;
+            }
+        }
+        let Some(backend) = loaded.touch(&job.model) else {
+            continue;
+        };
+        run_job(shared, backend, job);
+    }
+    tracing::info!("model thread exits");
+}
+
+/// Runs a loader, catching its panics; logs and counts a successful load.
+fn load(shared: &Shared, name: &str, loader: Loader) -> Result<Box<dyn Backend>, String> {
     let started = Instant::now();
     let backend = match catch_unwind(AssertUnwindSafe(loader)) {
         Ok(Ok(backend)) => backend,
-        Ok(Err(reason)) => return fail_load(shared, reason),
-        Err(panic) => {
-            return fail_load(
-                shared,
-                format!("model loader panicked: {}", panic_message(&*panic)),
-            )
-        }
+        Ok(Err(reason)) => return Err(reason),
+        Err(panic) => return Err(format!("model loader panicked: {}", panic_message(&*panic))),
     };
     let seconds = started.elapsed().as_secs_f64();
-    let _ = shared.model_hash.set(backend.model_hash().cloned());
     shared.metrics.loaded(seconds);
-    tracing::info!(model = %backend.info().model, seconds, "model loaded");
-    shared
-        .readiness
-        .send_replace(Readiness::Ready(Arc::new(backend.info().clone())));
-    while let Some(job) = next_job(shared) {
-        run_job(shared, &*backend, job);
+    tracing::info!(model = %backend.info().model, name, seconds, "model loaded");
+    Ok(backend)
+}
+
+/// Tells the library what a loaded model is (its info and hash), for listings and request validation.
+fn remember(shared: &Shared, name: &str, backend: &dyn Backend) {
+    if let Some(library) = &shared.library {
+        library.set_info(name, Arc::new(backend.info().clone()));
+        if let Some(hash) = backend.model_hash() {
+            library.set_hash(name, hash.clone());
+        }
     }
-    tracing::info!("model thread exits");
+}
+
+/// Loads the model `job` names (evicting least recently used ones first); the job's watchers get a
+/// `loading` event. An `Err` fails this job only.
+fn switch(shared: &Shared, loaded: &mut LoadedModels, job: &ActiveJob) -> Result<(), JobError> {
+    let unknown = || {
+        JobError::new(
+            "unknown_model",
+            format!("model `{}` is no longer in the library", job.model),
+        )
+    };
+    let library = shared.library.as_ref().ok_or_else(unknown)?;
+    let model = library.get(&job.model).ok_or_else(unknown)?;
+    let loader = library.loader(&job.model).ok_or_else(unknown)?;
+    {
+        let mut state = shared.lock();
+        if let Some(record) = state.store.get(&job.id) {
+            record.publish(JobEvent::Loading {
+                model: job.model.clone(),
+            });
+        }
+        state.loading = Some(job.model.clone());
+    }
+    let bytes = crate::models::estimated_bytes(&model.path);
+    let evicted = loaded.make_room(bytes);
+    if !evicted.is_empty() {
+        tracing::info!(?evicted, model = %job.model, "unloading models to make room");
+    }
+    let result = load(shared, &job.model, loader);
+    let mut state = shared.lock();
+    state.loading = None;
+    match result {
+        Ok(backend) => {
+            drop(state);
+            remember(shared, &job.model, &*backend);
+            loaded.insert(Loaded {
+                name: job.model.clone(),
+                backend,
+                bytes,
+            });
+            shared.lock().loaded = loaded.names();
+            Ok(())
+        }
+        Err(reason) => {
+            state.loaded = loaded.names();
+            drop(state);
+            tracing::warn!(model = %job.model, %reason, "model failed to load");
+            Err(JobError::new(
+                "model_load_failed",
+                format!("model `{}` failed to load: {reason}", job.model),
+            ))
+        }
+    }
+}
+
+/// Ends a started job that could not run (its model did not load).
+fn fail_unstarted(shared: &Shared, job: &ActiveJob, error: JobError) {
+    let (status, event, _, error, timings) = failed(error);
+    let mut state = shared.lock();
+    if let Some(record) = state.store.get_mut(&job.id) {
+        record.error = error.clone();
+        record.timings = Some(JobTimings {
+            queue_ms: job.queue_ms,
+            ..timings
+        });
+    }
+    state.finish(&job.id, status, event, &shared.metrics);
+    state.running = None;
+    drop(state);
+    if let Some(error) = error {
+        tracing::warn!(job = %job.id, code = %error.code, message = %error.message, "job failed");
+    }
 }
 
 fn fail_load(shared: &Shared, reason: String) {
@@ -58,6 +188,8 @@ fn fail_load(shared: &Shared, reason: String) {
 
 struct ActiveJob {
     id: JobId,
+    /// The library name of the model that runs it.
+    model: String,
     request: GenerateRequest,
     cancel: Arc<AtomicBool>,
     queue_ms: f64,
@@ -78,6 +210,7 @@ fn next_job(shared: &Shared) -> Option<ActiveJob> {
             let Some(request) = record.request.take() else {
                 continue;
             };
+            let model = record.model.clone();
             let now = Instant::now();
             record.status = JobStatus::Running;
             record.started_at = Some(SystemTime::now());
@@ -91,6 +224,7 @@ fn next_job(shared: &Shared) -> Option<ActiveJob> {
             tracing::debug!(job = %id, queue_ms, "job started");
             return Some(ActiveJob {
                 id,
+                model,
                 request,
                 cancel,
                 queue_ms,

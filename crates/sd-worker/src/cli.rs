@@ -242,6 +242,8 @@ pub struct ServeArgs {
     /// The model to serve (see --model of the other commands); leave out with --queue (a gateway).
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub library: LibraryArgs,
     /// Be a fleet gateway: queue jobs in this Redis (`redis://[:PASSWORD@]HOST:PORT[/DB]`, `rediss://` for
     /// TLS) for `sd-worker work` processes, instead of loading a model. Needs no --model.
     #[arg(long, env = "SD_QUEUE", hide_env_values = true, value_parser = redis_url)]
@@ -394,6 +396,25 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
         return Err(format!("`{text}`: must be more than 0"));
     }
     Ok((value * scale) as u64)
+}
+
+/// `serve`'s model library: many models by name, loaded as jobs ask for them.
+#[derive(Debug, Args, Clone)]
+pub struct LibraryArgs {
+    /// A folder of models (repeat for several): every diffusers folder and `.safetensors` file in it, or
+    /// in one of its subfolders, is a model named by its file/folder name without extension (the first of a
+    /// name wins). Jobs pick one with `model` (A1111: `override_settings.sd_model_checkpoint`). Without
+    /// --model the first by name loads at start; --model may name one of them. In the env var, separate
+    /// folders with `:`.
+    #[arg(long = "models-dir", env = "SD_MODELS_DIR", value_delimiter = ':')]
+    pub models_dirs: Vec<PathBuf>,
+    /// Models kept loaded at once; loading another unloads the least recently used first.
+    #[arg(long, env = "SD_MAX_LOADED_MODELS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub max_loaded_models: u64,
+    /// Unload least recently used models while the loaded models' weights (their size on disk) plus the
+    /// next one's would exceed this, e.g. `12GiB` (plain numbers are MiB). Default: only the count limits.
+    #[arg(long, env = "SD_MODELS_MEMORY_BUDGET", value_parser = parse_bytes)]
+    pub models_memory_budget: Option<u64>,
 }
 
 /// `X,Y` -> (x, y).

@@ -26,19 +26,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let api_key = api_key(&args)?;
     check_bind_policy(&args.host, api_key.is_some(), args.insecure_no_auth)?;
-    match (&args.queue, args.model.model.is_empty()) {
+    let no_model = args.model.model.is_empty() && args.library.models_dirs.is_empty();
+    match (&args.queue, no_model) {
         (Some(url), true) => return crate::fleet::gateway(&args, url.clone(), api_key).await,
         (Some(_), false) => bail!(
             "serve --queue is a fleet gateway and loads no model: drop --model, and run the model with \
              `sd-worker work --queue URL --model M`"
         ),
-        (None, true) => bail!("--model is required (or --queue URL to run a fleet gateway)"),
+        (None, true) => bail!(
+            "--model or --models-dir is required (or --queue URL to run a fleet gateway)"
+        ),
         (None, false) => {}
     }
     // Download progress goes to the log and to `/ready`; the engine exists once `start` returns.
     let started: Arc<std::sync::OnceLock<Engine>> = Arc::default();
-    let engine = Engine::start(
-        loader(&args.model, download_reporter(Arc::clone(&started)))?,
+    let engine = Engine::start_models(
+        crate::library::model_set(
+            &args.model,
+            &args.library,
+            download_reporter(Arc::clone(&started)),
+        )?,
         EngineConfig {
             max_queue: usize::try_from(args.max_queue).unwrap_or(usize::MAX),
             result_ttl: args.result_ttl,

@@ -127,10 +127,12 @@ pub fn images_per_job(request: &GenerateRequest, limits: &Limits) -> usize {
     limits.max_batch.min(by_pixels).max(1) as usize
 }
 
-/// Runs `request` (one image per seed) as consecutive jobs of at most `batch_size` images and waits for all
-/// of them.
+/// Runs `request` (one image per seed) as consecutive jobs of at most `batch_size` images, on the model
+/// `model` names (`None`: the default one), and waits for all of them.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     engine: &dyn JobService,
+    model: Option<&str>,
     limits: &Limits,
     operation: Operation,
     request: GenerateRequest,
@@ -152,10 +154,13 @@ pub async fn run(
         let mut generate = request.clone();
         generate.seeds = seeds.clone();
         let submitted = engine
-            .submit(JobRequest {
-                operation,
-                generate,
-            })
+            .submit_to(
+                model,
+                JobRequest {
+                    operation,
+                    generate,
+                },
+            )
             .map_err(|error| submit_error(engine, error))?;
         let mut guard = CancelOnDrop {
             engine,
@@ -216,6 +221,7 @@ fn submit_error(engine: &dyn JobService, error: SubmitError) -> CompatError {
         SubmitError::NotReady => not_ready(engine.readiness()),
         SubmitError::ShuttingDown => ApiError::ShuttingDown,
         SubmitError::Unavailable(reason) => ApiError::QueueUnavailable(reason),
+        SubmitError::UnknownModel(unknown) => crate::routes::jobs::unknown_model(&unknown).into(),
     })
 }
 
@@ -280,6 +286,6 @@ fn observe(
             code.clone(),
             message.clone(),
         )))),
-        JobEvent::Queued { .. } | JobEvent::Started {} => None,
+        JobEvent::Queued { .. } | JobEvent::Started {} | JobEvent::Loading { .. } => None,
     }
 }

@@ -38,6 +38,10 @@ pub fn routes() -> Router<AppState> {
         .route("/sdapi/v1/samplers", get(probes::samplers))
         .route("/sdapi/v1/schedulers", get(probes::schedulers))
         .route("/sdapi/v1/sd-models", get(probes::sd_models))
+        .route(
+            "/sdapi/v1/refresh-checkpoints",
+            post(probes::refresh_checkpoints),
+        )
         .route("/sdapi/v1/cmd-flags", get(probes::cmd_flags))
         .route("/sdapi/v1/memory", get(probes::memory))
         .route("/sdapi/v1/png-info", post(probes::png_info))
@@ -54,7 +58,7 @@ pub fn routes() -> Router<AppState> {
 #[openapi(
     paths(
         generate::txt2img, generate::img2img, progress::progress, progress::interrupt, progress::skip,
-        probes::options, probes::set_options, probes::samplers, probes::schedulers, probes::sd_models,
+        probes::options, probes::set_options, probes::samplers, probes::schedulers, probes::sd_models, probes::refresh_checkpoints,
         probes::cmd_flags, probes::memory, probes::png_info, probes::embeddings, probes::scripts,
         probes::upscalers,
     ),

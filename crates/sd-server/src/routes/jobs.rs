@@ -150,6 +150,11 @@ pub(crate) fn not_ready(readiness: Readiness) -> ApiError {
     ApiError::NotReady { reason }
 }
 
+/// 422 `unknown_model` on the `model` field, listing the models that exist.
+pub fn unknown_model(unknown: &sd_engine::UnknownModel) -> crate::error::FieldError {
+    crate::error::FieldError::new("unknown_model", "model", unknown.to_string())
+}
+
 /// Queue a job.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = JobBody,
     responses(
@@ -186,14 +191,10 @@ pub async fn submit(
                 return Err(not_ready(app.engine.readiness()))
             }
             None => {
-                return Err(crate::error::FieldError::new(
-                    "unknown_model",
-                    "model",
-                    format!(
-                        "no worker serves model `{name}`; models: {}",
-                        app.engine.model_names().join(", ")
-                    ),
-                )
+                return Err(unknown_model(&sd_engine::UnknownModel {
+                    name: name.clone(),
+                    available: app.engine.model_names(),
+                })
                 .into())
             }
         },
@@ -224,6 +225,7 @@ pub async fn submit(
             SubmitError::NotReady => not_ready(app.engine.readiness()),
             SubmitError::ShuttingDown => ApiError::ShuttingDown,
             SubmitError::Unavailable(reason) => ApiError::QueueUnavailable(reason),
+            SubmitError::UnknownModel(unknown) => unknown_model(&unknown).into(),
         })?;
     let status_url = format!("/v1/jobs/{}", submitted.id);
     let accepted = JobAccepted {

@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use sd_engine::ModelEntry;
 use serde_json::{json, Value};
 
 use self::error::OpenAiError;
@@ -46,38 +47,58 @@ pub fn routes(state: AppState) -> Router<AppState> {
 )]
 pub struct OpenAiApi;
 
-/// The model id clients see: the model's folder or repository name.
-fn model_id(app: &AppState) -> Option<String> {
-    app.engine
-        .model_info()
-        .map(|info| sd_engine::metadata::model_name(&info.model))
+/// One model in the listing: OpenAI's `{id, object, created, owned_by}` plus this worker's fields
+/// (`family`, `hash` (A1111's short hash, null until hashed), `sha256`, `loaded`, `default`, `format`, `source`).
+fn model_object(entry: &ModelEntry) -> Value {
+    json!({
+        "id": entry.model.name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "sd-worker",
+        "family": entry.model.family,
+        "hash": entry.hash.as_ref().map(|hash| hash.short().to_owned()),
+        "sha256": entry.hash.as_ref().map(|hash| hash.sha256.clone()),
+        "loaded": entry.loaded,
+        "default": entry.default,
+        "format": entry.model.format.as_str(),
+        "source": entry.model.path,
+    })
 }
 
-fn model_object(id: &str) -> Value {
-    json!({"id": id, "object": "model", "created": 0, "owned_by": "sd-worker"})
-}
-
-/// OpenAI: the loaded model, in OpenAI's list format.
+/// The models requests may name (the library, or the one model), in OpenAI's list format with this worker's
+/// extra fields; the native API and OpenAI clients share this route.
 #[utoipa::path(get, path = "/v1/models", tag = "openai",
-    responses((status = 200, description = "`{object: \"list\", data: [{id, object: \"model\", created, owned_by}]}`", body = Object),
+    responses((status = 200, description = "`{object: \"list\", data: [{id, object: \"model\", created, owned_by, family, hash, sha256, loaded, default, format, source}]}`", body = Object),
         (status = 401, body = error::OpenAiErrorBody)))]
 async fn models(State(app): State<AppState>) -> Json<Value> {
-    let data: Vec<Value> = model_id(&app).iter().map(|id| model_object(id)).collect();
+    let data: Vec<Value> = app.engine.models().iter().map(model_object).collect();
     Json(json!({"object": "list", "data": data}))
 }
 
-/// OpenAI: one model.
+/// One model (by name, or any name A1111 accepts).
 #[utoipa::path(get, path = "/v1/models/{id}", tag = "openai", params(("id" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = error::OpenAiErrorBody)))]
 async fn model(
     State(app): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<Value>, OpenAiError> {
-    match model_id(&app) {
-        Some(loaded) if loaded == id => Ok(Json(model_object(&loaded))),
-        _ => Err(OpenAiError {
+    let models = app.engine.models();
+    let name = app.engine.resolve_model(&id).ok();
+    let found = models
+        .iter()
+        .find(|entry| Some(&entry.model.name) == name.as_ref() || entry.model.name == id);
+    match found {
+        Some(entry) => Ok(Json(model_object(entry))),
+        None => Err(OpenAiError {
             status: axum::http::StatusCode::NOT_FOUND,
-            message: format!("The model {id:?} does not exist"),
+            message: format!(
+                "The model {id:?} does not exist; models: {}",
+                models
+                    .iter()
+                    .map(|entry| entry.model.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             param: Some("model".into()),
             code: "model_not_found".into(),
             retry_after: None,

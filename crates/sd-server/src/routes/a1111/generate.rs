@@ -80,18 +80,21 @@ async fn handle(
     mode: Mode,
 ) -> Result<Response, A1111Error> {
     let body = parse_object(&body.map_err(ApiError::from)?)?;
-    let model = app
-        .engine
-        .model_info()
-        .ok_or_else(|| not_ready(app.engine.readiness()))?;
-    // A checkpoint other than the loaded one is refused as `POST options` refuses it, not silently ignored.
-    if let Some(name) = body
+    // A checkpoint the library has runs the job on it; one it lacks is refused, not silently ignored.
+    let checkpoint = match body
         .get("override_settings")
         .and_then(|overrides| overrides.get("sd_model_checkpoint"))
         .and_then(Value::as_str)
     {
-        probes::check_checkpoint(&app, name, "override_settings").map_err(A1111Error::invalid)?;
+        Some(name) => probes::resolve_checkpoint(&app, name, "override_settings")
+            .map_err(A1111Error::invalid)?,
+        None => None,
+    };
+    let model = match &checkpoint {
+        Some(name) => app.engine.model_info_named(name),
+        None => app.engine.model_info(),
     }
+    .ok_or_else(|| not_ready(app.engine.readiness()))?;
     let options = state.options().clone();
     let limits = app.config.limits.clone();
     let plan = {
@@ -108,6 +111,7 @@ async fn handle(
     let task = Arc::clone(&guard.task);
     let outcome = run::run(
         &app.engine,
+        checkpoint.as_deref(),
         &app.config.limits,
         plan.operation,
         plan.request.clone(),
@@ -148,7 +152,10 @@ async fn handle(
     let timestamp = task.timestamp.clone();
     drop(guard);
 
-    let hash = app.engine.model_hash();
+    let hash = match &checkpoint {
+        Some(name) => probes::model_hash_of(&app, name),
+        None => app.engine.model_hash(),
+    };
     let (images, infotexts) =
         finish_images(&app, outcome.images, &plan, &model, hash.as_ref()).await?;
     let info = info_json(&plan, &model, hash.as_ref(), &infotexts, &timestamp);

@@ -1,7 +1,8 @@
 //! The A1111 routes clients call to discover a server: samplers, schedulers, models, options, flags, memory,
 //! and the lists of add-ons (LoRAs, VAEs, upscalers, ...) that this worker does not have, answered empty.
-//! `POST options` accepts the loaded model as `sd_model_checkpoint` and remembers the other options that
-//! `GET options` reports (clip skip is used); unknown keys are ignored with a warning, sizes are bounded.
+//! `POST options` with `sd_model_checkpoint` changes the default model (with a model library; otherwise it
+//! must name the loaded model) and remembers the other options that `GET options` reports (clip skip is
+//! used); unknown keys are ignored with a warning, sizes are bounded.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use sd_core::schedulers::SamplerKind;
 use sd_engine::metadata::{self, Infotext};
+use sd_engine::ModelEntry;
 use serde_json::{json, Map, Value};
 
 use super::generate::parse_object;
@@ -20,7 +22,7 @@ use crate::compat::images::base64_bytes;
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
 
-/// The loaded model as A1111 lists a checkpoint.
+/// A model as A1111 lists a checkpoint.
 struct Checkpoint {
     title: String,
     model_name: String,
@@ -29,34 +31,31 @@ struct Checkpoint {
     filename: String,
 }
 
-fn checkpoint(app: &AppState) -> Option<Checkpoint> {
-    let info = app.engine.model_info()?;
-    let hash = app.engine.model_hash();
-    let model_name = metadata::model_name(&info.model);
-    let short = hash.as_ref().map(|hash| hash.short().to_owned());
-    // A1111 titles a checkpoint file by its name with the extension (`model.safetensors [hash]`).
-    let titled = if info.model.ends_with(".safetensors") {
-        std::path::Path::new(&info.model)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or(&model_name)
-            .to_owned()
-    } else {
-        model_name.clone()
-    };
-    Some(Checkpoint {
-        title: match &short {
-            Some(short) => format!("{titled} [{short}]"),
-            None => titled,
-        },
-        model_name,
-        hash: short,
-        sha256: hash.map(|hash| hash.sha256),
-        filename: info.model.clone(),
-    })
-}
-
 impl Checkpoint {
+    fn of(entry: &ModelEntry) -> Self {
+        let short = entry.hash.as_ref().map(|hash| hash.short().to_owned());
+        // A1111 titles a checkpoint file by its name with the extension (`model.safetensors [hash]`).
+        let titled = if entry.model.path.ends_with(".safetensors") {
+            std::path::Path::new(&entry.model.path)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or(&entry.model.name)
+                .to_owned()
+        } else {
+            entry.model.name.clone()
+        };
+        Self {
+            title: match &short {
+                Some(short) => format!("{titled} [{short}]"),
+                None => titled,
+            },
+            model_name: entry.model.name.clone(),
+            hash: short,
+            sha256: entry.hash.as_ref().map(|hash| hash.sha256.clone()),
+            filename: entry.model.path.clone(),
+        }
+    }
+
     /// The names A1111 accepts for a checkpoint: title, name, hashes.
     fn answers_to(&self, name: &str) -> bool {
         let name = name.trim();
@@ -77,10 +76,33 @@ impl Checkpoint {
     }
 }
 
-#[utoipa::path(get, path = "/sdapi/v1/sd-models", tag = "a1111", responses((status = 200, description = "The loaded model: `[{title, model_name, hash, sha256, filename, config}]`", body = Object)))]
+/// The default model (what jobs that name none run on).
+fn checkpoint(app: &AppState) -> Option<Checkpoint> {
+    let models = app.engine.models();
+    models
+        .iter()
+        .find(|entry| entry.default)
+        .or(models.first())
+        .map(Checkpoint::of)
+}
+
+/// The hash of library model `name`, once known.
+pub(super) fn model_hash_of(app: &AppState, name: &str) -> Option<sd_engine::metadata::ModelHash> {
+    app.engine
+        .models()
+        .into_iter()
+        .find(|entry| entry.model.name == name)
+        .and_then(|entry| entry.hash)
+}
+
+#[utoipa::path(get, path = "/sdapi/v1/sd-models", tag = "a1111", responses((status = 200, description = "Every model of the library (or the one model): `[{title, model_name, hash, sha256, filename, config}]`; `hash` is null until the background hasher has read the file", body = Object)))]
 pub async fn sd_models(State(app): State<AppState>) -> Json<Value> {
-    let models: Vec<Value> = checkpoint(&app)
-        .map(|checkpoint| {
+    let models: Vec<Value> = app
+        .engine
+        .models()
+        .iter()
+        .map(|entry| {
+            let checkpoint = Checkpoint::of(entry);
             json!({
                 "title": checkpoint.title,
                 "model_name": checkpoint.model_name,
@@ -90,9 +112,18 @@ pub async fn sd_models(State(app): State<AppState>) -> Json<Value> {
                 "config": null,
             })
         })
-        .into_iter()
         .collect();
     Json(Value::Array(models))
+}
+
+/// `POST /sdapi/v1/refresh-checkpoints`: scans the `--models-dir` folders again (new and removed models).
+#[utoipa::path(post, path = "/sdapi/v1/refresh-checkpoints", tag = "a1111", responses((status = 200, description = "`null`, once the folders are scanned again (hashes follow in the background)", body = Object)))]
+pub async fn refresh_checkpoints(State(app): State<AppState>) -> Json<Value> {
+    let engine = app.engine.clone();
+    if let Err(error) = tokio::task::spawn_blocking(move || engine.refresh_models()).await {
+        tracing::warn!(%error, "the rescan of the model folders failed");
+    }
+    Json(Value::Null)
 }
 
 #[utoipa::path(get, path = "/sdapi/v1/samplers", tag = "a1111", responses((status = 200, description = "`[{name, aliases, options}]` with A1111's names", body = Object)))]
@@ -187,7 +218,18 @@ pub async fn set_options(
     }
     let body = parse_object(&body)?;
     if let Some(name) = body.get("sd_model_checkpoint").and_then(Value::as_str) {
-        check_checkpoint(&app, name, "sd_model_checkpoint").map_err(A1111Error::invalid)?;
+        match app.engine.set_default_model(name) {
+            Some(Ok(_)) => {}
+            Some(Err(unknown)) => {
+                return Err(A1111Error::invalid(unknown_checkpoint(
+                    &unknown,
+                    "sd_model_checkpoint",
+                )))
+            }
+            None => {
+                check_checkpoint(&app, name, "sd_model_checkpoint").map_err(A1111Error::invalid)?
+            }
+        }
     }
     if let Some(clip_skip) =
         super::fields::int(&body, "CLIP_stop_at_last_layers").map_err(A1111Error::invalid)?
@@ -226,6 +268,26 @@ pub async fn set_options(
 pub const MAX_OPTIONS_BODY: usize = 64 * 1024;
 /// Longest accepted value of one option, as JSON text.
 pub const MAX_OPTION_VALUE: usize = 4096;
+
+/// The library model an A1111 checkpoint name (name, file name, title, hash) refers to: `Ok(None)` on a
+/// single-model worker, where `name` must be the loaded model (see [`check_checkpoint`]).
+pub(super) fn resolve_checkpoint(
+    app: &AppState,
+    name: &str,
+    field: &str,
+) -> Result<Option<String>, FieldError> {
+    if app.engine.model_names().is_empty() {
+        return check_checkpoint(app, name, field).map(|()| None);
+    }
+    app.engine
+        .resolve_model(name)
+        .map(Some)
+        .map_err(|unknown| unknown_checkpoint(&unknown, field))
+}
+
+fn unknown_checkpoint(unknown: &sd_engine::UnknownModel, field: &str) -> FieldError {
+    FieldError::new("unknown_model", field, unknown.to_string())
+}
 
 /// `Ok` when `name` is the loaded checkpoint (title, name, file or hash), else the refusal `POST options` and
 /// `override_settings` both give.
@@ -331,9 +393,8 @@ pub const EMPTY_LISTS: [&str; 9] = [
     "/sdapi/v1/extensions",
 ];
 
-/// `POST` refresh and reload requests: nothing to refresh, the one model stays loaded; they answer `null`.
-pub const NO_OPS: [&str; 6] = [
-    "/sdapi/v1/refresh-checkpoints",
+/// `POST` refresh and reload requests with nothing to do (models load as jobs ask); they answer `null`.
+pub const NO_OPS: [&str; 5] = [
     "/sdapi/v1/refresh-vae",
     "/sdapi/v1/refresh-loras",
     "/sdapi/v1/refresh-embeddings",

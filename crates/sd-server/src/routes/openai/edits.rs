@@ -203,6 +203,7 @@ fn plan(form: Form, model: &ModelInfo, limits: &Limits) -> Result<Plan, OpenAiEr
         preserve_unmasked: true,
     });
     Ok(Plan {
+        model: None,
         operation,
         request,
         format,

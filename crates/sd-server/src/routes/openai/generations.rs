@@ -59,10 +59,15 @@ pub struct GenerationBody {
     /// Our sampler names or A1111's (`euler_a`, `Euler a`, `DPM++ 2M Karras`, ...).
     pub sampler: Option<String>,
     pub clip_skip: Option<i64>,
+    /// A model of this worker's library (`GET /v1/models`); OpenAI's own names (`dall-e-*`, `gpt-image-*`)
+    /// and absent mean the default model.
+    pub model: Option<String>,
 }
 
 /// What the route settled on before generating.
 pub struct Plan {
+    /// The library model to run on (`None`: the default one).
+    pub model: Option<String>,
     pub operation: Operation,
     pub request: GenerateRequest,
     pub format: ImageFormat,
@@ -210,12 +215,37 @@ fn plan(body: GenerationBody, model: &ModelInfo, limits: &Limits) -> Result<Plan
     let first = request.seeds.first().copied().unwrap_or_default();
     request.seeds = consecutive_seeds(first, n);
     Ok(Plan {
+        model: None,
         operation: Operation::ImageGeneration,
         request,
         format,
         want_url,
         stream,
     })
+}
+
+/// The library model an OpenAI `model` names: `None` for the default (absent, OpenAI's own model names, or a
+/// worker without a library); a name that is none of these is 404 `model_not_found` listing the models.
+pub fn library_model(app: &AppState, name: Option<&str>) -> Result<Option<String>, OpenAiError> {
+    let Some(name) = name.map(str::trim).filter(|name| !name.is_empty()) else {
+        return Ok(None);
+    };
+    if app.engine.model_names().is_empty()
+        || name.starts_with("dall-e")
+        || name.starts_with("gpt-image")
+    {
+        return Ok(None);
+    }
+    match app.engine.resolve_model(name) {
+        Ok(resolved) => Ok(Some(resolved)),
+        Err(unknown) => Err(OpenAiError {
+            status: axum::http::StatusCode::NOT_FOUND,
+            message: unknown.to_string(),
+            param: Some("model".into()),
+            code: "model_not_found".into(),
+            retry_after: None,
+        }),
+    }
 }
 
 pub fn model_or_not_ready(app: &AppState) -> Result<Arc<ModelInfo>, OpenAiError> {
@@ -242,8 +272,17 @@ pub async fn generate(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OpenAiError> {
     let body = body.map_err(crate::error::ApiError::from)?;
-    let model = model_or_not_ready(&app)?;
-    let plan = plan(parse_body(&body)?, &model, &app.config.limits)?;
+    let body = parse_body(&body)?;
+    let named = library_model(&app, body.model.as_deref())?;
+    let model = match &named {
+        Some(name) => app
+            .engine
+            .model_info_named(name)
+            .ok_or_else(|| OpenAiError::from(not_ready(app.engine.readiness())))?,
+        None => model_or_not_ready(&app)?,
+    };
+    let mut plan = plan(body, &model, &app.config.limits)?;
+    plan.model = named;
     respond(app, signer, headers, plan, stream::Kind::Generation).await
 }
 
@@ -259,6 +298,7 @@ pub async fn respond(
     if let Some(options) = plan.stream {
         return Ok(stream::respond(
             app,
+            plan.model,
             plan.operation,
             plan.request,
             plan.format,
@@ -269,6 +309,7 @@ pub async fn respond(
     let prompt = plan.request.prompt.clone();
     let outcome = run::run(
         &app.engine,
+        plan.model.as_deref(),
         &app.config.limits,
         plan.operation,
         plan.request,

@@ -88,6 +88,7 @@ struct Shape {
 /// Starts the generation and answers with its event stream.
 pub fn respond(
     app: AppState,
+    model: Option<String>,
     operation: Operation,
     request: GenerateRequest,
     format: ImageFormat,
@@ -105,6 +106,7 @@ pub fn respond(
     let (sender, receiver) = mpsc::unbounded_channel();
     tokio::spawn(produce(
         app,
+        model,
         operation,
         request,
         options.partial_images,
@@ -128,6 +130,7 @@ fn partial_due(index: usize, count: usize, total: usize) -> usize {
 
 async fn produce(
     app: AppState,
+    model: Option<String>,
     operation: Operation,
     request: GenerateRequest,
     partial_images: usize,
@@ -148,6 +151,7 @@ async fn produce(
         let control_for_events = Arc::clone(&control);
         run::run(
             &app.engine,
+            model.as_deref(),
             &app.config.limits,
             operation,
             request,
