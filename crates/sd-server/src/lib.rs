@@ -9,6 +9,7 @@ pub mod cpu;
 pub mod error;
 pub mod guard;
 pub mod heartbeat;
+pub mod images;
 pub mod listener;
 pub mod openapi;
 pub mod routes;

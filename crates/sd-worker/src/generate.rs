@@ -14,6 +14,7 @@ use sd_core::pipeline::{
 use sd_core::schedulers::SamplerKind;
 use sd_engine::metadata::infotext::GenerationParams;
 use sd_engine::metadata::{encode_image, hash_model, model_name, ImageFormat};
+use sd_server::images::{self, mask_from_image, InitSource, ResizeMode};
 
 use crate::cli::{GenerateArgs, ModelArgs};
 
@@ -139,7 +140,13 @@ pub fn output_path(out: &Path, index: usize) -> PathBuf {
     out.with_file_name(format!("{stem}-{index}.{ext}"))
 }
 
-fn load_init(args: &GenerateArgs) -> anyhow::Result<Option<InitImage>> {
+/// The `--init-image` and its `--mask` as read from disk, before they are resized to the output size.
+struct InitFiles {
+    image: image::RgbImage,
+    mask: Option<image::GrayImage>,
+}
+
+fn load_init(args: &GenerateArgs) -> anyhow::Result<Option<InitFiles>> {
     let Some(path) = &args.init_image else {
         if args.mask.is_some() {
             bail!("--mask needs --init-image");
@@ -151,22 +158,36 @@ fn load_init(args: &GenerateArgs) -> anyhow::Result<Option<InitImage>> {
         .to_rgb8();
     let mask = match &args.mask {
         Some(m) => {
-            let mask = sd_core::pipeline::img2img::mask_from_image(
-                &image::open(m).with_context(|| format!("cannot read --mask {}", m.display()))?,
-            );
-            Some(sd_core::pipeline::img2img::blur_mask(&mask, args.mask_blur))
+            Some(mask_from_image(&image::open(m).with_context(|| {
+                format!("cannot read --mask {}", m.display())
+            })?))
         }
         None => None,
     };
-    let strength = args
-        .strength
-        .unwrap_or(if mask.is_some() { 1.0 } else { 0.8 });
-    Ok(Some(InitImage {
-        image,
-        strength,
-        mask,
+    Ok(Some(InitFiles { image, mask }))
+}
+
+/// The init image and mask at the output size, through the server's image path (stretched, as the native
+/// API's default `resize_mode`; the mask blurred at the output size).
+fn init_image(
+    files: InitFiles,
+    args: &GenerateArgs,
+    width: usize,
+    height: usize,
+) -> anyhow::Result<InitImage> {
+    images::init_image(InitSource {
+        image: files.image,
+        mask: files.mask,
+        width: width as u32,
+        height: height as u32,
+        mode: ResizeMode::Stretch,
+        mask_blur: args.mask_blur,
+        strength: args.strength,
         preserve_unmasked: args.preserve_unmasked,
-    }))
+        image_field: "--init-image",
+        mask_field: "--mask",
+    })
+    .map_err(|error| anyhow::anyhow!("{}", error.message))
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
@@ -214,7 +235,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             .map(|i| seed.wrapping_add(i))
             .collect(),
         clip_skip: args.clip_skip,
-        init,
+        init: init
+            .map(|files| init_image(files, &args, width, height))
+            .transpose()?,
         // diffusers takes (height, width) pairs; users write WxH.
         size_conditioning: SizeConditioning {
             original_size: args.original_size.map(|(w, h)| (h, w)),

@@ -137,7 +137,8 @@ pub struct ModelInfo {
     pub embeddings: crate::prompt::EmbeddingListing,
 }
 
-/// Start from a picture: img2img, or inpainting when `mask` is set (white = repaint).
+/// Start from a picture: img2img, or inpainting when `mask` is set (white = repaint). The image and the mask
+/// are already at the request's size (the caller resizes; a mismatch is `InvalidInput`).
 #[derive(Clone, Debug)]
 pub struct InitImage {
     pub image: RgbImage,

@@ -3,9 +3,11 @@
 //! flight; the probes clients call on connect (`samplers`, `sd-models`, `options`, ...) describe this worker.
 //! Behind the same auth as every route (Bearer, or HTTP Basic with the key as password).
 
+mod defaults;
 mod fields;
 mod generate;
 mod inpaint;
+mod masked;
 mod probes;
 mod progress;
 mod request;

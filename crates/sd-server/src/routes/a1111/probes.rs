@@ -16,8 +16,8 @@ use serde_json::{json, Map, Value};
 
 use super::generate::parse_object;
 use super::{A1111Error, A1111State};
-use crate::compat::images::base64_bytes;
 use crate::error::{ApiError, FieldError};
+use crate::images::base64_bytes;
 use crate::state::AppState;
 
 /// The loaded model as A1111 lists a checkpoint.

@@ -11,10 +11,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Extension;
-use image::imageops::FilterType;
 use image::DynamicImage;
-use sd_core::pipeline::img2img::mask_from_image;
-use sd_core::pipeline::{InitImage, ModelInfo};
+use sd_core::pipeline::ModelInfo;
 use sd_engine::Operation;
 
 use super::error::OpenAiError;
@@ -24,10 +22,10 @@ use super::generations::{
 };
 use super::output;
 use super::stream::Kind;
-use crate::compat::images::decode_bytes;
 use crate::compat::signing::UrlSigner;
 use crate::compat::{consecutive_seeds, CommonFields};
 use crate::error::FieldError;
+use crate::images::{self, decode_bytes, InitSource, ResizeMode};
 use crate::state::AppState;
 use crate::validate::Limits;
 
@@ -187,21 +185,23 @@ fn plan(form: Form, model: &ModelInfo, limits: &Limits) -> Result<Plan, OpenAiEr
     )?;
     let first = request.seeds.first().copied().unwrap_or_default();
     request.seeds = consecutive_seeds(first, n);
-    let (w, h) = (request.width as u32, request.height as u32);
-    let image = image::imageops::resize(&picture.to_rgb8(), w, h, FilterType::Lanczos3);
     let operation = if mask.is_some() {
         Operation::ImageInpaint
     } else {
         Operation::ImageTransform
     };
-    request.init = Some(InitImage {
-        image,
-        strength: strength.unwrap_or(if mask.is_some() { 1.0 } else { 0.8 }),
-        mask: mask.map(|mask| {
-            image::imageops::resize(&mask_from_image(&mask), w, h, FilterType::Triangle)
-        }),
+    request.init = Some(images::init_image(InitSource {
+        image: picture.to_rgb8(),
+        mask: mask.as_ref().map(images::mask_from_image),
+        width: request.width as u32,
+        height: request.height as u32,
+        mode: ResizeMode::Stretch,
+        mask_blur: 0.0,
+        strength,
         preserve_unmasked: true,
-    });
+        image_field: "image",
+        mask_field: "mask",
+    })?);
     Ok(Plan {
         operation,
         request,
