@@ -63,8 +63,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonRejection>
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(JsonRejection::Empty);
     }
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|error| JsonRejection::Syntax(error.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|error| JsonRejection::Syntax(error.to_string()))?;
     if !value.is_object() {
         return Err(JsonRejection::NotAnObject);
     }
@@ -74,9 +74,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonRejection>
     })
 }
 
-/// A JSON object body as `T`; a refusal answers as the route's error type `E`.
+/// A JSON object body as `T`; a refusal answers as the route's error type `E` (match `JsonBody(body, _)`).
 #[derive(Debug)]
-pub struct JsonBody<T, E = ApiError>(pub T, PhantomData<E>);
+pub struct JsonBody<T, E = ApiError>(pub T, pub PhantomData<fn() -> E>);
 
 impl<T, E, S> FromRequest<S> for JsonBody<T, E>
 where

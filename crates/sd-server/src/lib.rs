@@ -7,6 +7,7 @@ pub mod auth;
 pub mod compat;
 pub mod cpu;
 pub mod error;
+pub mod extract;
 pub mod guard;
 pub mod heartbeat;
 pub mod images;
@@ -15,6 +16,7 @@ pub mod openapi;
 pub mod routes;
 pub mod sse;
 pub mod state;
+pub mod sync_run;
 pub mod ui;
 pub mod validate;
 

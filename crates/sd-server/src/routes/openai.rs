@@ -6,6 +6,8 @@ mod edits;
 pub mod error;
 mod generations;
 mod output;
+mod request;
+pub mod signing;
 mod stream;
 
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
 use self::error::OpenAiError;
-use crate::compat::signing::UrlSigner;
+use self::signing::UrlSigner;
 use crate::state::AppState;
 
 /// The OpenAI routes with their own auth and error shaping (an unauthorised OpenAI call gets an OpenAI error).
@@ -41,7 +43,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(generations::generate, edits::edit, models, model, output::file),
-    components(schemas(generations::GenerationBody, error::OpenAiErrorBody, error::OpenAiErrorDetail)),
+    components(schemas(request::GenerationBody, error::OpenAiErrorBody, error::OpenAiErrorDetail)),
     tags((name = "openai", description = "OpenAI Images API"))
 )]
 pub struct OpenAiApi;
@@ -76,11 +78,12 @@ async fn model(
     match model_id(&app) {
         Some(loaded) if loaded == id => Ok(Json(model_object(&loaded))),
         _ => Err(OpenAiError {
-            status: axum::http::StatusCode::NOT_FOUND,
-            message: format!("The model {id:?} does not exist"),
             param: Some("model".into()),
-            code: "model_not_found".into(),
-            retry_after: None,
+            ..OpenAiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "model_not_found",
+                format!("The model {id:?} does not exist"),
+            )
         }),
     }
 }

@@ -11,7 +11,7 @@ use sd_core::pipeline::GenerateRequest;
 use sd_engine::{JobError, JobEvent, JobRequest, JobService, JobStatus, Operation, SubmitError};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::CompatError;
+use crate::compat::CompatError;
 use crate::error::ApiError;
 use crate::routes::jobs::not_ready;
 use crate::validate::Limits;
