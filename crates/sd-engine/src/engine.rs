@@ -104,9 +104,9 @@ pub enum CancelOutcome {
     Cancelling,
 }
 
-/// How busy the engine is right now.
+/// Queue occupancy right now: jobs waiting, whether one runs, whether new ones are accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Load {
+pub struct Occupancy {
     pub queued: usize,
     pub running: bool,
     pub accepting: bool,
@@ -421,9 +421,9 @@ impl Engine {
         }
     }
 
-    pub fn load(&self) -> Load {
+    pub fn occupancy(&self) -> Occupancy {
         let state = self.shared.lock();
-        Load {
+        Occupancy {
             queued: state.queue.len(),
             running: state.running.is_some(),
             accepting: state.accepting,
@@ -432,7 +432,7 @@ impl Engine {
 
     /// Prometheus text exposition.
     pub fn metrics(&self) -> String {
-        let load = self.load();
+        let load = self.occupancy();
         self.shared.metrics.render(load.queued, load.running)
     }
 

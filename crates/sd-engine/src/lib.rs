@@ -20,8 +20,8 @@ mod worker;
 
 pub use backend::{pipeline_loader, Backend, Loader, StepProgress};
 pub use engine::{
-    CancelError, CancelOutcome, Engine, EngineConfig, ImageError, Load, Readiness, SubmitError,
-    Submitted,
+    CancelError, CancelOutcome, Engine, EngineConfig, ImageError, Occupancy, Readiness,
+    SubmitError, Submitted,
 };
 pub use events::{JobEvent, Subscription};
 pub use job::{

@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod fleet;
 mod generate;
+mod model_options;
 mod serve;
 
 use clap::Parser;

@@ -18,7 +18,6 @@ use super::{inpaint, probes};
 use super::{A1111Error, A1111State};
 use crate::error::ApiError;
 use crate::extract::{parse_json, JsonBody};
-use crate::routes::jobs::not_ready;
 use crate::state::AppState;
 use crate::sync_run::{self as run, Produced, RunEvent};
 
@@ -71,7 +70,7 @@ async fn handle(
     let model = app
         .engine
         .model_info()
-        .ok_or_else(|| not_ready(app.engine.readiness()))?;
+        .ok_or_else(|| ApiError::not_ready(app.engine.readiness()))?;
     // A checkpoint other than the loaded one is refused as `POST options` refuses it, not silently ignored.
     if let Some(name) = body
         .get("override_settings")
@@ -122,7 +121,7 @@ async fn handle(
     // the native API) must not pass as a success with no images, which clients index as `images[0]`.
     if outcome.interrupted && outcome.images.is_empty() && !task.control.is_interrupted() {
         return Err(A1111Error(
-            if app.engine.load().accepting {
+            if app.engine.occupancy().accepting {
                 ApiError::Conflict {
                     code: "job_cancelled",
                     message: "the job was cancelled before it produced an image".into(),

@@ -16,15 +16,15 @@ use super::request::{generation_plan, GenerationBody, OpenAiPlan};
 use super::signing::UrlSigner;
 use super::stream;
 use crate::compat::CompatError;
+use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::routes::jobs::not_ready;
 use crate::state::AppState;
 use crate::sync_run::{self as run, Control};
 
 pub fn model_or_not_ready(app: &AppState) -> Result<Arc<ModelInfo>, OpenAiError> {
     app.engine
         .model_info()
-        .ok_or_else(|| not_ready(app.engine.readiness()).into())
+        .ok_or_else(|| ApiError::not_ready(app.engine.readiness()).into())
 }
 
 /// OpenAI: generate images.
