@@ -13,6 +13,7 @@ pub mod job;
 pub mod metadata;
 mod metrics;
 mod queue;
+mod replies;
 pub mod samplers;
 mod service;
 mod store;

@@ -144,24 +144,17 @@ pub fn validate(body: JobBody, model: &ModelInfo, limits: &Limits) -> Result<Val
             Some(("mask_image", &body.mask_image)),
         ),
     };
-    let decoded = match image_field {
+    let decode = |input: Option<(&str, &Option<String>)>| match input {
         Some((field, encoded)) => {
             let encoded = encoded
                 .as_deref()
                 .ok_or_else(|| required(field, operation))?;
-            Some(images::decode_base64(field, encoded, limits)?)
+            images::decode_base64(field, encoded, limits).map(Some)
         }
-        None => None,
+        None => Ok(None),
     };
-    let mask = match mask_field {
-        Some((field, encoded)) => {
-            let encoded = encoded
-                .as_deref()
-                .ok_or_else(|| required(field, operation))?;
-            Some(images::decode_base64(field, encoded, limits)?)
-        }
-        None => None,
-    };
+    let decoded = decode(image_field)?;
+    let mask = decode(mask_field)?;
     let (default_width, default_height) = match &decoded {
         Some(picture) => (
             round_down(picture.width() as i64, model),
