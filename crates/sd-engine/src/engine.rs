@@ -1,5 +1,5 @@
 //! [`Engine`]: the handle async code uses to submit, watch, cancel and list jobs. It never runs a model
-//! itself; it edits shared state under one short lock and wakes the model thread ([`crate::worker`]).
+//! itself; it edits shared state under one short lock and wakes the model thread ([`crate::model_thread`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -163,7 +163,7 @@ impl Engine {
             model_hash: OnceLock::new(),
             loading_detail: Mutex::new(None),
         });
-        crate::worker::spawn(Arc::clone(&shared), loader)?;
+        crate::model_thread::spawn(Arc::clone(&shared), loader)?;
         Ok(Self { shared })
     }
 

@@ -12,12 +12,12 @@ pub mod fake;
 pub mod job;
 pub mod metadata;
 mod metrics;
+mod model_thread;
 mod queue;
 mod replies;
 pub mod samplers;
 mod service;
 mod store;
-mod worker;
 
 pub use backend::{pipeline_loader, Backend, Loader, StepProgress};
 pub use engine::{
