@@ -1,13 +1,14 @@
-// A small stand-in for `sd-worker serve` that speaks the native job API of issue 3 (jobs, SSE, cancel,
-// images, info, validation errors, bearer auth) and serves the built UI, for SDK tests and e2e runs before
-// the real worker exists. It "generates" deterministic pictures from the seed so results can be told apart.
+// A small stand-in for `sd-worker serve` that speaks the native job API (jobs, SSE, cancel, images, info,
+// validation errors, bearer auth) and serves the built UI, for SDK tests and UI work without a model. It
+// "generates" deterministic pictures from the seed so results can be told apart.
 import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { decodePng, encodePng } from './png.mjs';
 
-const SAMPLERS = ['euler', 'euler_a', 'ddim', 'dpmpp_2m', 'dpmpp_2m_karras'];
+// The worker's samplers (GET /v1/info lists the same names).
+const SAMPLERS = ['ddim', 'pndm', 'euler', 'euler_a', 'heun', 'dpmpp_2m', 'dpmpp_2m_karras', 'unipc', 'lcm'];
 
 const CONTENT_TYPES = {
   '.html': 'text/html; charset=utf-8',

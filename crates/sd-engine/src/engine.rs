@@ -1,5 +1,5 @@
 //! [`Engine`]: the handle async code uses to submit, watch, cancel and list jobs. It never runs a model
-//! itself; it edits shared state under one short lock and wakes the model thread ([`crate::worker`]).
+//! itself; it edits shared state under one short lock and wakes the model thread ([`crate::model_thread`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -16,6 +16,10 @@ use crate::metadata::ModelHash;
 use crate::metrics::Metrics;
 use crate::queue::JobQueue;
 use crate::store::JobStore;
+
+pub use crate::replies::{
+    CancelError, CancelOutcome, ImageError, Occupancy, Readiness, SubmitError, Submitted,
+};
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -45,74 +49,6 @@ impl Default for EngineConfig {
             preview_interval: Some(Duration::from_millis(500)),
         }
     }
-}
-
-/// Where the model is in its life.
-#[derive(Clone, Debug)]
-pub enum Readiness {
-    Loading,
-    Ready(Arc<ModelInfo>),
-    /// The model could not load; the reason says why.
-    Failed(String),
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SubmitError {
-    #[error("the queue is full")]
-    QueueFull { retry_after: Duration },
-    /// Unread results fill the result budget (count or bytes); they are kept until read or expired.
-    #[error("unread results fill the result budget")]
-    ResultsFull { retry_after: Duration },
-    #[error("the model is not loaded yet")]
-    NotReady,
-    #[error("the worker is shutting down")]
-    ShuttingDown,
-    /// The job store (Redis, for a gateway) cannot be reached; the reason says why.
-    #[error("the job queue is unavailable: {0}")]
-    Unavailable(String),
-    /// The job names a model the library does not have.
-    #[error("{0}")]
-    UnknownModel(crate::engine_models::UnknownModel),
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum CancelError {
-    #[error("no job with this id")]
-    NotFound,
-    #[error("the job already finished ({})", .0.as_str())]
-    AlreadyFinished(JobStatus),
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ImageError {
-    #[error("no job with this id")]
-    NotFound,
-    #[error("the job has no images ({})", .0.as_str())]
-    NotSucceeded(JobStatus),
-    #[error("the job has {0} images")]
-    OutOfRange(usize),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Submitted {
-    pub id: JobId,
-    pub position: usize,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CancelOutcome {
-    /// It was waiting and is now cancelled.
-    Cancelled,
-    /// It is running and stops at its next check (between UNet blocks).
-    Cancelling,
-}
-
-/// How busy the engine is right now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Load {
-    pub queued: usize,
-    pub running: bool,
-    pub accepting: bool,
 }
 
 /// Model threads serving the queue (Retry-After divides the wait by it).
@@ -248,7 +184,7 @@ impl Engine {
             loading_detail: Mutex::new(None),
             library: models.library.clone(),
         });
-        crate::worker::spawn(Arc::clone(&shared), models)?;
+        crate::model_thread::spawn(Arc::clone(&shared), models)?;
         Ok(Self { shared })
     }
 
@@ -471,9 +407,9 @@ impl Engine {
         }
     }
 
-    pub fn load(&self) -> Load {
+    pub fn occupancy(&self) -> Occupancy {
         let state = self.shared.lock();
-        Load {
+        Occupancy {
             queued: state.queue.len(),
             running: state.running.is_some(),
             accepting: state.accepting,
@@ -482,7 +418,7 @@ impl Engine {
 
     /// Prometheus text exposition.
     pub fn metrics(&self) -> String {
-        let load = self.load();
+        let load = self.occupancy();
         self.shared.metrics.render(load.queued, load.running)
     }
 

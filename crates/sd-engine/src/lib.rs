@@ -14,17 +14,18 @@ pub mod job;
 pub mod library;
 pub mod metadata;
 mod metrics;
+mod model_thread;
 pub mod models;
 mod queue;
+mod replies;
 pub mod samplers;
 mod service;
 mod store;
-mod worker;
 
 pub use backend::{pipeline_loader, pipeline_loader_hashed, Backend, Loader, StepProgress};
 pub use engine::{
-    CancelError, CancelOutcome, Engine, EngineConfig, ImageError, Load, Readiness, SubmitError,
-    Submitted,
+    CancelError, CancelOutcome, Engine, EngineConfig, ImageError, Occupancy, Readiness,
+    SubmitError, Submitted,
 };
 pub use engine_models::{ModelEntry, UnknownModel};
 pub use events::{JobEvent, Subscription};

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use sd_core::pipeline::ModelInfo;
 
 use crate::engine::{
-    CancelError, CancelOutcome, Engine, EngineConfig, ImageError, Load, Readiness, SubmitError,
-    Submitted,
+    CancelError, CancelOutcome, Engine, EngineConfig, ImageError, Occupancy, Readiness,
+    SubmitError, Submitted,
 };
 use crate::engine_models::{ModelEntry, UnknownModel};
 use crate::events::Subscription;
@@ -111,7 +111,7 @@ pub trait JobService: Send + Sync + 'static {
     }
     fn image(&self, id: &str, index: usize) -> Result<Bytes, ImageError>;
     fn cancel(&self, id: &str) -> Result<CancelOutcome, CancelError>;
-    fn load(&self) -> Load;
+    fn occupancy(&self) -> Occupancy;
     /// Prometheus text exposition.
     fn metrics(&self) -> String;
 }
@@ -180,8 +180,8 @@ impl JobService for Engine {
     fn cancel(&self, id: &str) -> Result<CancelOutcome, CancelError> {
         Engine::cancel(self, id)
     }
-    fn load(&self) -> Load {
-        Engine::load(self)
+    fn occupancy(&self) -> Occupancy {
+        Engine::occupancy(self)
     }
     fn metrics(&self) -> String {
         Engine::metrics(self)
@@ -251,8 +251,8 @@ impl JobService for Arc<dyn JobService> {
     fn cancel(&self, id: &str) -> Result<CancelOutcome, CancelError> {
         self.as_ref().cancel(id)
     }
-    fn load(&self) -> Load {
-        self.as_ref().load()
+    fn occupancy(&self) -> Occupancy {
+        self.as_ref().occupancy()
     }
     fn metrics(&self) -> String {
         self.as_ref().metrics()

@@ -13,7 +13,7 @@ use sd_core::pipeline::ModelInfo;
 use sd_engine::metadata::ModelHash;
 use sd_engine::{
     CancelError, CancelOutcome, EngineConfig, ImageError, JobRequest, JobService, JobSnapshot,
-    JobStatus, Load, Readiness, SubmitError, Submitted, Subscription,
+    JobStatus, Occupancy, Readiness, SubmitError, Submitted, Subscription,
 };
 
 use crate::conn::{duration_ms, keys, now_ms, redacted, QueueError, Redis};
@@ -367,9 +367,9 @@ impl JobService for Gateway {
         }
     }
 
-    fn load(&self) -> Load {
+    fn occupancy(&self) -> Occupancy {
         let fleet = self.fleet();
-        Load {
+        Occupancy {
             queued: fleet.models.values().map(|model| model.waiting).sum(),
             running: fleet.models.values().any(|model| model.busy > 0),
             accepting: fleet.reachable,

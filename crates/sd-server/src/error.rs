@@ -7,6 +7,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use sd_engine::Readiness;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -85,6 +86,15 @@ impl ApiError {
             code,
             message: message.into(),
         }
+    }
+
+    /// 503 `not_ready`: the model is still loading, or failed to load.
+    pub fn not_ready(readiness: Readiness) -> Self {
+        let reason = match readiness {
+            Readiness::Loading | Readiness::Ready(_) => "loading model".to_owned(),
+            Readiness::Failed(reason) => format!("model failed to load: {reason}"),
+        };
+        Self::NotReady { reason }
     }
 
     pub fn status(&self) -> StatusCode {

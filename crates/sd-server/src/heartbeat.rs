@@ -49,7 +49,7 @@ pub enum HeartbeatError {
 
 /// `starting | ready | busy | stopping | stopped`, from the engine's state.
 pub fn worker_status(engine: &dyn JobService) -> &'static str {
-    let load = engine.load();
+    let load = engine.occupancy();
     match engine.readiness() {
         _ if !load.accepting => "stopping",
         Readiness::Loading => "starting",

@@ -7,13 +7,16 @@ pub mod auth;
 pub mod compat;
 pub mod cpu;
 pub mod error;
+pub mod extract;
 pub mod guard;
 pub mod heartbeat;
+pub mod images;
 pub mod listener;
 pub mod openapi;
 pub mod routes;
 pub mod sse;
 pub mod state;
+pub mod sync_run;
 pub mod ui;
 pub mod validate;
 

@@ -1,5 +1,6 @@
 //! The OpenAPI 3 document served at `/openapi.json`, generated from the handlers' annotations and the request
-//! and response types, so it cannot drift from them. Later routers merge their own documents in [`document`].
+//! and response types, so it cannot drift from them: the native API's, with the OpenAI and A1111 routers'
+//! documents merged in by [`document`].
 
 use std::sync::OnceLock;
 

@@ -44,7 +44,7 @@ async fn a_request_cut_short_by_shutdown_is_an_error_not_an_empty_success() {
         json!({"prompt": "p", "width": 64, "height": 64, "steps": 100, "seed": 1}),
     );
     tokio::time::timeout(Duration::from_secs(10), async {
-        while !app.engine.load().running {
+        while !app.engine.occupancy().running {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })

@@ -8,7 +8,7 @@ use sd_core::pipeline::bench::BenchSpec;
 use sd_core::pipeline::Pipeline;
 
 use crate::cli::BenchArgs;
-use crate::generate::load_options;
+use crate::model_options::load_options;
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let options = load_options(&args.model)?;

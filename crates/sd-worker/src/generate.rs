@@ -5,58 +5,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use sd_core::loader::hub::HubOptions;
-use sd_core::loader::single_file::{parse_prediction_type, Family};
-use sd_core::pipeline::{
-    DTypeSpec, DeviceSpec, GenerateRequest, InitImage, LoadOptions, Pipeline, SizeConditioning,
-    StepControl, VaeTiling,
-};
+use sd_core::pipeline::{GenerateRequest, InitImage, Pipeline, SizeConditioning, StepControl};
 use sd_core::schedulers::SamplerKind;
 use sd_engine::metadata::infotext::GenerationParams;
 use sd_engine::metadata::{encode_image, hash_model, model_name, ImageFormat};
+use sd_server::images::{self, mask_from_image, InitSource, ResizeMode};
 
-use crate::cli::{GenerateArgs, ModelArgs};
-
-pub fn load_options(model: &ModelArgs) -> anyhow::Result<LoadOptions> {
-    let device = DeviceSpec::parse(&model.device)?;
-    let dtype = match &model.dtype {
-        Some(d) => DTypeSpec::parse(d)?,
-        None => DTypeSpec::default_for(&device),
-    };
-    Ok(LoadOptions {
-        device,
-        dtype,
-        variant: model.variant.clone(),
-        hub: HubOptions {
-            cache_dir: model.hf_cache.clone(),
-            offline: model.offline,
-            token: model.hf_token.clone(),
-            endpoint: model.hf_endpoint.clone(),
-            progress: None,
-        },
-        vae: model.vae.clone(),
-        vae_tiling: VaeTiling::parse(&model.vae_tiling)?,
-        vae_memory_budget: model.vae_memory_budget.or_else(half_available_memory),
-        flash_attention: model.flash_attention,
-        conv_workspace_limit_mib: model.conv_workspace_limit_mib,
-        embedding_dirs: model.embeddings_dirs.clone(),
-        family: model.family.as_deref().map(Family::parse).transpose()?,
-        prediction_type: model
-            .prediction_type
-            .as_deref()
-            .map(parse_prediction_type)
-            .transpose()?,
-        model_config: model.model_config.clone(),
-    })
-}
-
-/// Half of `MemAvailable` from /proc/meminfo (Linux): the default VAE memory budget. `None` elsewhere.
-fn half_available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024 / 2)
-}
+use crate::cli::GenerateArgs;
+use crate::model_options::load_options;
 
 /// The format `--out`'s extension names (PNG without one).
 pub fn output_format(out: &Path, jpeg_quality: u8) -> anyhow::Result<ImageFormat> {
@@ -139,7 +95,13 @@ pub fn output_path(out: &Path, index: usize) -> PathBuf {
     out.with_file_name(format!("{stem}-{index}.{ext}"))
 }
 
-fn load_init(args: &GenerateArgs) -> anyhow::Result<Option<InitImage>> {
+/// The `--init-image` and its `--mask` as read from disk, before they are resized to the output size.
+struct InitFiles {
+    image: image::RgbImage,
+    mask: Option<image::GrayImage>,
+}
+
+fn load_init(args: &GenerateArgs) -> anyhow::Result<Option<InitFiles>> {
     let Some(path) = &args.init_image else {
         if args.mask.is_some() {
             bail!("--mask needs --init-image");
@@ -151,22 +113,36 @@ fn load_init(args: &GenerateArgs) -> anyhow::Result<Option<InitImage>> {
         .to_rgb8();
     let mask = match &args.mask {
         Some(m) => {
-            let mask = sd_core::pipeline::img2img::mask_from_image(
-                &image::open(m).with_context(|| format!("cannot read --mask {}", m.display()))?,
-            );
-            Some(sd_core::pipeline::img2img::blur_mask(&mask, args.mask_blur))
+            Some(mask_from_image(&image::open(m).with_context(|| {
+                format!("cannot read --mask {}", m.display())
+            })?))
         }
         None => None,
     };
-    let strength = args
-        .strength
-        .unwrap_or(if mask.is_some() { 1.0 } else { 0.8 });
-    Ok(Some(InitImage {
-        image,
-        strength,
-        mask,
+    Ok(Some(InitFiles { image, mask }))
+}
+
+/// The init image and mask at the output size, through the server's image path (stretched, as the native
+/// API's default `resize_mode`; the mask blurred at the output size).
+fn init_image(
+    files: InitFiles,
+    args: &GenerateArgs,
+    width: usize,
+    height: usize,
+) -> anyhow::Result<InitImage> {
+    images::init_image(InitSource {
+        image: files.image,
+        mask: files.mask,
+        width: width as u32,
+        height: height as u32,
+        mode: ResizeMode::Stretch,
+        mask_blur: args.mask_blur,
+        strength: args.strength,
         preserve_unmasked: args.preserve_unmasked,
-    }))
+        image_field: "--init-image",
+        mask_field: "--mask",
+    })
+    .map_err(|error| anyhow::anyhow!("{}", error.message))
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
@@ -214,7 +190,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             .map(|i| seed.wrapping_add(i))
             .collect(),
         clip_skip: args.clip_skip,
-        init,
+        init: init
+            .map(|files| init_image(files, &args, width, height))
+            .transpose()?,
         // diffusers takes (height, width) pairs; users write WxH.
         size_conditioning: SizeConditioning {
             original_size: args.original_size.map(|(w, h)| (h, w)),
@@ -303,62 +281,6 @@ fn rand_seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(clap::Parser)]
-    struct ModelOnly {
-        #[command(flatten)]
-        model: ModelArgs,
-    }
-
-    fn options(args: &[&str]) -> LoadOptions {
-        use clap::Parser;
-        let parsed = ModelOnly::try_parse_from([&["sd-worker", "--model", "m"], args].concat())
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        load_options(&parsed.model).unwrap()
-    }
-
-    #[test]
-    fn cuda_tuning_flags_reach_the_load_options() {
-        let defaults = options(&[]);
-        assert!(defaults.flash_attention);
-        assert_eq!(defaults.conv_workspace_limit_mib, None);
-        let tuned = options(&[
-            "--flash-attention",
-            "false",
-            "--conv-workspace-limit-mib",
-            "256",
-        ]);
-        assert!(!tuned.flash_attention);
-        assert_eq!(tuned.conv_workspace_limit_mib, Some(256));
-    }
-
-    #[test]
-    fn single_file_flags_reach_the_load_options() {
-        let defaults = options(&[]);
-        assert_eq!((defaults.family, defaults.prediction_type), (None, None));
-        let set = options(&[
-            "--family",
-            "SD2",
-            "--prediction-type",
-            "v-prediction",
-            "--model-config",
-            "cfg",
-        ]);
-        assert_eq!(set.family, Some(Family::Sd2));
-        assert_eq!(set.prediction_type.as_deref(), Some("v_prediction"));
-        assert_eq!(set.model_config, Some(PathBuf::from("cfg")));
-        let parsed = <ModelOnly as clap::Parser>::try_parse_from([
-            "sd-worker",
-            "--model",
-            "m",
-            "--family",
-            "sd3",
-        ]);
-        let err = load_options(&parsed.unwrap().model)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("sd1, sd2 or sdxl"), "{err}");
-    }
 
     #[test]
     fn batch_outputs_get_numbered_names() {

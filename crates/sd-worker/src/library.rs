@@ -26,7 +26,7 @@ pub(crate) fn model_set(
         });
     }
     // Fail fast on bad shared settings (device, dtype, ...) rather than on every load.
-    crate::generate::load_options(model)?;
+    crate::model_options::load_options(model)?;
     let factory = factory(model.clone(), progress);
     let models = ModelLibrary::new(library.models_dirs.clone(), factory);
     let initial: Vec<(String, Loader)> = if model.model.is_empty() {
@@ -76,7 +76,7 @@ fn factory(model: ModelArgs, progress: DownloadObserver) -> LoaderFactory {
             args.vae = None;
         }
         args.model = entry.path.clone();
-        match crate::generate::load_options(&args) {
+        match crate::model_options::load_options(&args) {
             Ok(mut options) => {
                 options.hub.progress = Some(progress.clone());
                 sd_engine::pipeline_loader_hashed(

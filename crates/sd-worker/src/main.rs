@@ -6,6 +6,7 @@ mod cli;
 mod fleet;
 mod generate;
 mod library;
+mod model_options;
 mod serve;
 
 use clap::Parser;

@@ -266,7 +266,7 @@ pub(crate) fn loader(model: &ModelArgs, progress: DownloadObserver) -> anyhow::R
             Ok(Box::new(sd_engine::fake::FakeBackend::new(delay)) as Box<dyn sd_engine::Backend>)
         }));
     }
-    let mut options = crate::generate::load_options(model)?;
+    let mut options = crate::model_options::load_options(model)?;
     options.hub.progress = Some(progress);
     Ok(sd_engine::pipeline_loader(
         model.model.clone(),

@@ -5,28 +5,22 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use image::{imageops::FilterType, GrayImage, RgbImage};
+use image::{GrayImage, RgbImage};
 
 use super::denoise::timings;
 use super::{GenerateOutput, GenerateRequest, InitImage, Pipeline, StepControl, StepEvent};
 use crate::rng::BatchRng;
 use crate::{CoreError, Result};
 
-/// RGB pixels -> `[1, 3, H, W]` in [-1, 1], resized (Lanczos) to `width` x `height` when needed.
+/// RGB pixels (already `width` x `height`) -> `[1, 3, H, W]` in [-1, 1].
 pub fn image_to_tensor(
     image: &RgbImage,
     width: usize,
     height: usize,
     device: &Device,
 ) -> Result<Tensor> {
-    let resized;
-    let img = if (image.width() as usize, image.height() as usize) == (width, height) {
-        image
-    } else {
-        resized = image::imageops::resize(image, width as u32, height as u32, FilterType::Lanczos3);
-        &resized
-    };
-    let data: Vec<f32> = img
+    check_size("init image", image.dimensions(), width, height)?;
+    let data: Vec<f32> = image
         .as_raw()
         .iter()
         .map(|&v| v as f32 / 255.0 * 2.0 - 1.0)
@@ -36,26 +30,31 @@ pub fn image_to_tensor(
         .contiguous()?)
 }
 
-/// Mask -> `[1, 1, H, W]` of 0/1 (white >= 0.5 repaints), resized to the image when needed.
+/// Mask (already `width` x `height`) -> `[1, 1, H, W]` of 0/1 (white >= 0.5 repaints).
 pub fn mask_to_tensor(
     mask: &GrayImage,
     width: usize,
     height: usize,
     device: &Device,
 ) -> Result<Tensor> {
-    let resized;
-    let m = if (mask.width() as usize, mask.height() as usize) == (width, height) {
-        mask
-    } else {
-        resized = image::imageops::resize(mask, width as u32, height as u32, FilterType::Lanczos3);
-        &resized
-    };
-    let data: Vec<f32> = m
+    check_size("mask", mask.dimensions(), width, height)?;
+    let data: Vec<f32> = mask
         .as_raw()
         .iter()
         .map(|&v| if v as f32 / 255.0 < 0.5 { 0.0 } else { 1.0 })
         .collect();
     Ok(Tensor::from_vec(data, (1, 1, height, width), device)?)
+}
+
+/// Input images arrive at the output size (the server and the CLI resize them); anything else is a caller's
+/// mistake, refused rather than silently resampled.
+fn check_size(what: &str, (w, h): (u32, u32), width: usize, height: usize) -> Result<()> {
+    if (w as usize, h as usize) != (width, height) {
+        return Err(CoreError::InvalidInput(format!(
+            "the {what} is {w}x{h} but the request is {width}x{height}; resize it to the output size first"
+        )));
+    }
+    Ok(())
 }
 
 /// Nearest-neighbour downscale by an integer factor, like `F.interpolate(mask, size=(h/f, w/f))`.
@@ -115,6 +114,10 @@ impl Pipeline {
                 init.strength
             )));
         }
+        check_size("init image", init.image.dimensions(), req.width, req.height)?;
+        if let Some(mask) = &init.mask {
+            check_size("mask", mask.dimensions(), req.width, req.height)?;
+        }
         let started = Instant::now();
         let cond = self.conditioning(req)?;
         let text_done = Instant::now();
@@ -125,20 +128,8 @@ impl Pipeline {
         let denoised = Instant::now();
         let (mut images, vae_tiled) = self.decode_latents_reporting(&latents)?;
         if let (Some(mask), true) = (&init.mask, init.preserve_unmasked) {
-            let original = image::imageops::resize(
-                &init.image,
-                req.width as u32,
-                req.height as u32,
-                FilterType::Lanczos3,
-            );
-            let mask = image::imageops::resize(
-                mask,
-                req.width as u32,
-                req.height as u32,
-                FilterType::Triangle,
-            );
             for img in &mut images {
-                overlay_unmasked(img, &original, &mask);
+                overlay_unmasked(img, &init.image, mask);
             }
         }
         Ok(GenerateOutput {
@@ -298,29 +289,5 @@ pub fn overlay_unmasked(output: &mut RgbImage, original: &RgbImage, mask: &GrayI
         for c in 0..3 {
             out.0[c] = (orig.0[c] as f32 * (1.0 - alpha) + out.0[c] as f32 * alpha).round() as u8;
         }
-    }
-}
-
-/// Any image mode to a repaint mask (white = repaint). RGBA masks follow OpenAI's edits API: transparent
-/// (alpha 0) pixels are repainted; other modes use their luminance.
-pub fn mask_from_image(mask: &image::DynamicImage) -> GrayImage {
-    if mask.color().has_alpha() {
-        let rgba = mask.to_rgba8();
-        let alpha_used = rgba.pixels().any(|p| p.0[3] < 255);
-        if alpha_used {
-            return GrayImage::from_fn(rgba.width(), rgba.height(), |x, y| {
-                image::Luma([255 - rgba.get_pixel(x, y).0[3]])
-            });
-        }
-    }
-    mask.to_luma8()
-}
-
-/// A Gaussian blur of the mask edges (A1111's `mask_blur`, in pixels); 0 leaves it unchanged.
-pub fn blur_mask(mask: &GrayImage, radius: f32) -> GrayImage {
-    if radius <= 0.0 {
-        mask.clone()
-    } else {
-        image::imageops::blur(mask, radius)
     }
 }

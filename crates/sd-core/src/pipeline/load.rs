@@ -2,56 +2,22 @@
 //! and work out the model's family and defaults.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use candle_core::{DType, Device};
 
 use super::preview::LatentPreviewer;
 use super::sources;
-use super::{DTypeSpec, LoadOptions, ModelInfo};
+use super::{DTypeSpec, LoadOptions, ModelInfo, Pipeline};
 use crate::adapters::apply::capture;
 use crate::adapters::{Component, LoraLibrary, LoraTargets};
 use crate::loader::components::{build_text_encoder, build_unet, build_vae};
 use crate::loader::single_file::Family;
-use crate::loader::weights::WeightFiles;
 use crate::models::clip::{ClipTextConfig, ClipTextModel};
 use crate::models::unet::{UNet, UNetConfig};
 use crate::models::vae::AutoencoderKl;
-use crate::schedulers::{SamplerKind, SchedulerConfig};
+use crate::schedulers::SamplerKind;
 use crate::tokenizer::ClipTokenizer;
 use crate::Result;
-
-/// A loaded model, owned by one thread.
-pub struct Pipeline {
-    /// The model folder, or the single checkpoint file.
-    pub(super) root: std::path::PathBuf,
-    pub(super) device: Device,
-    pub(super) dtype: DType,
-    /// The VAE runs in f32 when its config says it overflows in half precision (`force_upcast`).
-    pub(super) vae_dtype: DType,
-    pub(super) tokenizer: ClipTokenizer,
-    pub(super) text_encoder: ClipTextModel,
-    /// SDXL's OpenCLIP bigG tokenizer and encoder (with projection): pooled embeddings come from it.
-    pub(super) second_text: Option<(ClipTokenizer, ClipTextModel)>,
-    /// SDXL: an empty negative prompt conditions on zeros rather than on the encoding of "".
-    pub(super) force_zeros_for_empty_prompt: bool,
-    pub(super) unet: UNet,
-    pub(super) vae: AutoencoderKl,
-    pub(super) scheduler_config: SchedulerConfig,
-    pub(super) default_sampler: SamplerKind,
-    pub(super) previewer: LatentPreviewer,
-    pub(super) vae_tiling: super::VaeTiling,
-    pub(super) vae_memory_budget: Option<u64>,
-    pub(super) info: ModelInfo,
-    /// Textual-inversion embeddings usable with this model's text encoders.
-    pub(super) embeddings: crate::prompt::EmbeddingStore,
-    /// Weight files per component, kept to report unused tensors.
-    weights: Vec<(String, Arc<WeightFiles>)>,
-    /// The weights LoRAs may change, and the LoRAs merged into them now.
-    pub(super) lora_targets: LoraTargets,
-    /// Where `<lora:NAME:...>` tags find their files (empty until [`Pipeline::set_lora_library`]).
-    pub(super) lora_library: LoraLibrary,
-}
 
 impl Pipeline {
     /// Loads a diffusers folder, a hub id (`org/name`, from the hub cache or, with a network, the hub) or a

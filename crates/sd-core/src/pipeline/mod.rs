@@ -12,14 +12,55 @@ pub mod preview;
 mod sources;
 pub mod vae_memory;
 
-use candle_core::Tensor;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
 use image::{GrayImage, RgbImage};
 
 pub use self::conditioning::SizeConditioning;
 pub use self::encode::ScheduledContext;
-pub use self::load::Pipeline;
-use crate::schedulers::SamplerKind;
+use self::preview::LatentPreviewer;
+use crate::adapters::{LoraLibrary, LoraTargets};
+use crate::loader::weights::WeightFiles;
+use crate::models::clip::ClipTextModel;
+use crate::models::unet::UNet;
+use crate::models::vae::AutoencoderKl;
+use crate::schedulers::{SamplerKind, SchedulerConfig};
+use crate::tokenizer::ClipTokenizer;
 use crate::{CoreError, Result};
+
+/// A loaded model, owned by one thread.
+pub struct Pipeline {
+    /// The model folder, or the single checkpoint file.
+    root: PathBuf,
+    device: Device,
+    dtype: DType,
+    /// The VAE runs in f32 when its config says it overflows in half precision (`force_upcast`).
+    vae_dtype: DType,
+    tokenizer: ClipTokenizer,
+    text_encoder: ClipTextModel,
+    /// SDXL's OpenCLIP bigG tokenizer and encoder (with projection): pooled embeddings come from it.
+    second_text: Option<(ClipTokenizer, ClipTextModel)>,
+    /// SDXL: an empty negative prompt conditions on zeros rather than on the encoding of "".
+    force_zeros_for_empty_prompt: bool,
+    unet: UNet,
+    vae: AutoencoderKl,
+    scheduler_config: SchedulerConfig,
+    default_sampler: SamplerKind,
+    previewer: LatentPreviewer,
+    vae_tiling: VaeTiling,
+    vae_memory_budget: Option<u64>,
+    info: ModelInfo,
+    /// Textual-inversion embeddings usable with this model's text encoders.
+    embeddings: crate::prompt::EmbeddingStore,
+    /// Weight files per component, kept to report unused tensors.
+    weights: Vec<(String, Arc<WeightFiles>)>,
+    /// The weights LoRAs may change, and the LoRAs merged into them now.
+    lora_targets: LoraTargets,
+    /// Where `<lora:NAME:...>` tags find their files (empty until [`Pipeline::set_lora_library`]).
+    lora_library: LoraLibrary,
+}
 
 /// Where the model thread runs, as users write it: `cpu`, `cuda`, `cuda:N`, `metal`, `metal:N`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,7 +178,8 @@ pub struct ModelInfo {
     pub embeddings: crate::prompt::EmbeddingListing,
 }
 
-/// Start from a picture: img2img, or inpainting when `mask` is set (white = repaint).
+/// Start from a picture: img2img, or inpainting when `mask` is set (white = repaint). The image and the mask
+/// are already at the request's size (the caller resizes; a mismatch is `InvalidInput`).
 #[derive(Clone, Debug)]
 pub struct InitImage {
     pub image: RgbImage,
@@ -175,7 +217,7 @@ pub struct StepEvent<'a> {
     pub step: usize,
     pub total: usize,
     latents: &'a Tensor,
-    latent_to_rgb: &'a preview::LatentPreviewer,
+    latent_to_rgb: &'a LatentPreviewer,
 }
 
 impl StepEvent<'_> {
@@ -237,18 +279,18 @@ impl DeviceSpec {
         }
     }
 
-    pub fn open(&self) -> Result<candle_core::Device> {
+    pub fn open(&self) -> Result<Device> {
         let unavailable =
             |what: &str, e: candle_core::Error| CoreError::NotAvailable(format!("{what}: {e}"));
         match self {
-            Self::Cpu => Ok(candle_core::Device::Cpu),
+            Self::Cpu => Ok(Device::Cpu),
             Self::Cuda(n) => {
-                let device = candle_core::Device::new_cuda(*n)
+                let device = Device::new_cuda(*n)
                     .map_err(|e| unavailable(&format!("cuda:{n} (is this a CUDA build?)"), e))?;
                 crate::fused::configure_device(&device)?;
                 Ok(device)
             }
-            Self::Metal(n) => candle_core::Device::new_metal(*n)
+            Self::Metal(n) => Device::new_metal(*n)
                 .map_err(|e| unavailable(&format!("metal:{n} (is this a Metal build?)"), e)),
         }
     }
@@ -284,11 +326,11 @@ impl DTypeSpec {
         }
     }
 
-    pub fn dtype(self) -> candle_core::DType {
+    pub fn dtype(self) -> DType {
         match self {
-            Self::F32 => candle_core::DType::F32,
-            Self::F16 => candle_core::DType::F16,
-            Self::Bf16 => candle_core::DType::BF16,
+            Self::F32 => DType::F32,
+            Self::F16 => DType::F16,
+            Self::Bf16 => DType::BF16,
         }
     }
 

@@ -1,10 +1,7 @@
 //! What the OpenAI and A1111 layers share: validating their common fields through the native validator (so
-//! every API obeys the same limits), running a request as one or more engine jobs and waiting for it
-//! ([`run`]), image decoding and A1111's image operations ([`images`]), and signed image URLs ([`signing`]).
-
-pub mod images;
-pub mod run;
-pub mod signing;
+//! every API obeys the same limits), naming fields the way each API spells them, and [`CompatError`], the
+//! failures of a synchronous request before each API shapes them. Running such a request is
+//! [`crate::sync_run`]; images are [`crate::images`].
 
 use axum::http::StatusCode;
 use sd_core::pipeline::{GenerateRequest, ModelInfo};

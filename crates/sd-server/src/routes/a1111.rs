@@ -3,9 +3,11 @@
 //! flight; the probes clients call on connect (`samplers`, `sd-models`, `options`, ...) describe this worker.
 //! Behind the same auth as every route (Bearer, or HTTP Basic with the key as password).
 
+mod defaults;
 mod fields;
 mod generate;
 mod inpaint;
+mod masked;
 mod probes;
 mod progress;
 mod request;
@@ -19,10 +21,11 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Map, Value};
 
-use crate::compat::run::Control;
 use crate::compat::CompatError;
 use crate::error::{ApiError, FieldError};
+use crate::extract::JsonRejection;
 use crate::state::AppState;
+use crate::sync_run::Control;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -217,6 +220,19 @@ pub struct A1111Error(pub CompatError);
 impl<E: Into<CompatError>> From<E> for A1111Error {
     fn from(error: E) -> Self {
         Self(error.into())
+    }
+}
+
+/// A refused JSON body: a body that is not an object is malformed for A1111 (400 `invalid_json`); the rest
+/// as the native API.
+impl From<JsonRejection> for A1111Error {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::NotAnObject => {
+                Self(ApiError::bad_request("invalid_json", "the body must be a JSON object").into())
+            }
+            other => Self(ApiError::from(other).into()),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use sd_engine::{
     CancelError, CancelOutcome, ImageError, JobError, JobSnapshot, JobStatus, JobTimings,
-    Operation, Progress, Readiness, SubmitError,
+    Operation, Progress, SubmitError,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -142,14 +142,6 @@ impl From<JobSnapshot> for JobView {
     }
 }
 
-pub(crate) fn not_ready(readiness: Readiness) -> ApiError {
-    let reason = match readiness {
-        Readiness::Loading | Readiness::Ready(_) => "loading model".to_owned(),
-        Readiness::Failed(reason) => format!("model failed to load: {reason}"),
-    };
-    ApiError::NotReady { reason }
-}
-
 /// 422 `unknown_model` on the `model` field, listing the models that exist.
 pub fn unknown_model(unknown: &sd_engine::UnknownModel) -> crate::error::FieldError {
     crate::error::FieldError::new("unknown_model", "model", unknown.to_string())
@@ -188,7 +180,7 @@ pub async fn submit(
         Some(name) => match app.engine.model_info_named(name) {
             Some(model) => model,
             None if app.engine.model_info().is_none() => {
-                return Err(not_ready(app.engine.readiness()))
+                return Err(ApiError::not_ready(app.engine.readiness()))
             }
             None => {
                 return Err(unknown_model(&sd_engine::UnknownModel {
@@ -200,7 +192,7 @@ pub async fn submit(
         },
         None => match app.engine.model_info() {
             Some(model) => model,
-            None => return Err(not_ready(app.engine.readiness())),
+            None => return Err(ApiError::not_ready(app.engine.readiness())),
         },
     };
     let limits = app.config.limits.clone();
@@ -222,7 +214,7 @@ pub async fn submit(
         .map_err(|error| match error {
             SubmitError::QueueFull { retry_after } => ApiError::QueueFull { retry_after },
             SubmitError::ResultsFull { retry_after } => ApiError::ResultsFull { retry_after },
-            SubmitError::NotReady => not_ready(app.engine.readiness()),
+            SubmitError::NotReady => ApiError::not_ready(app.engine.readiness()),
             SubmitError::ShuttingDown => ApiError::ShuttingDown,
             SubmitError::Unavailable(reason) => ApiError::QueueUnavailable(reason),
             SubmitError::UnknownModel(unknown) => unknown_model(&unknown).into(),

@@ -1,6 +1,6 @@
 //! Route registration in one place. [`app`] assembles every router onto one axum app that shares one
-//! engine: the native job API and system routes now; OpenAI (`/v1/images/*`), A1111 (`/sdapi/v1/*`) and
-//! the static UI merge in here later, behind the same auth, CORS and error mapping.
+//! engine: the native job API and system routes, OpenAI (`/v1/images/*`), A1111 (`/sdapi/v1/*`) and the
+//! static UI, behind the same auth, CORS and error mapping.
 
 pub mod a1111;
 pub mod jobs;

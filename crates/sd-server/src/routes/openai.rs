@@ -6,6 +6,8 @@ mod edits;
 pub mod error;
 mod generations;
 mod output;
+mod request;
+pub mod signing;
 mod stream;
 
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use sd_engine::ModelEntry;
 use serde_json::{json, Value};
 
 use self::error::OpenAiError;
-use crate::compat::signing::UrlSigner;
+use self::signing::UrlSigner;
 use crate::state::AppState;
 
 /// The OpenAI routes with their own auth and error shaping (an unauthorised OpenAI call gets an OpenAI error).
@@ -42,7 +44,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(generations::generate, edits::edit, models, model, output::file),
-    components(schemas(generations::GenerationBody, error::OpenAiErrorBody, error::OpenAiErrorDetail)),
+    components(schemas(request::GenerationBody, error::OpenAiErrorBody, error::OpenAiErrorDetail)),
     tags((name = "openai", description = "OpenAI Images API"))
 )]
 pub struct OpenAiApi;
@@ -90,18 +92,19 @@ async fn model(
     match found {
         Some(entry) => Ok(Json(model_object(entry))),
         None => Err(OpenAiError {
-            status: axum::http::StatusCode::NOT_FOUND,
-            message: format!(
-                "The model {id:?} does not exist; models: {}",
-                models
-                    .iter()
-                    .map(|entry| entry.model.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
             param: Some("model".into()),
-            code: "model_not_found".into(),
-            retry_after: None,
+            ..OpenAiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "model_not_found",
+                format!(
+                    "The model {id:?} does not exist; models: {}",
+                    models
+                        .iter()
+                        .map(|entry| entry.model.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
         }),
     }
 }

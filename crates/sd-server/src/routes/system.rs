@@ -11,7 +11,6 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::jobs::not_ready;
 use crate::state::AppState;
 use crate::validate::Limits;
 
@@ -94,7 +93,7 @@ pub async fn health() -> Json<Health> {
 #[utoipa::path(get, path = "/ready", tag = "system",
     responses((status = 200, body = ReadyStatus), (status = 503, body = ReadyStatus)))]
 pub async fn ready(State(app): State<AppState>) -> Response {
-    let accepting = app.engine.load().accepting;
+    let accepting = app.engine.occupancy().accepting;
     let (code, body) = match app.engine.readiness() {
         Readiness::Ready(info) if accepting => (
             StatusCode::OK,
@@ -169,7 +168,7 @@ pub struct Embeddings {
     responses((status = 200, body = Embeddings), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn embeddings(State(app): State<AppState>) -> Result<Json<Embeddings>, ApiError> {
     let Some(model) = app.engine.model_info() else {
-        return Err(not_ready(app.engine.readiness()));
+        return Err(ApiError::not_ready(app.engine.readiness()));
     };
     let listing = &model.embeddings;
     Ok(Json(Embeddings {
@@ -198,9 +197,9 @@ pub async fn embeddings(State(app): State<AppState>) -> Result<Json<Embeddings>,
     responses((status = 200, body = Info), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn info(State(app): State<AppState>) -> Result<Json<Info>, ApiError> {
     let Some(model) = app.engine.model_info() else {
-        return Err(not_ready(app.engine.readiness()));
+        return Err(ApiError::not_ready(app.engine.readiness()));
     };
-    let load = app.engine.load();
+    let load = app.engine.occupancy();
     Ok(Json(Info {
         model: model.model.clone(),
         family: model.family.clone(),

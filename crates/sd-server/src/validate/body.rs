@@ -5,6 +5,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, FieldError};
+use crate::extract::{parse_json, JsonRejection};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -77,41 +78,15 @@ pub struct JobBody {
 }
 
 /// Parses a JSON body: malformed JSON is a 400; a well-formed body with a field of the wrong shape is a 422
-/// naming that field.
+/// naming that field (an unknown `operation` is `invalid_operation`).
 pub fn parse_job_body(bytes: &[u8]) -> Result<JobBody, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            "the request body is empty",
-        ));
-    }
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|error| {
-        ApiError::bad_request(
-            "invalid_json",
-            format!("the body is not valid JSON: {error}"),
-        )
-    })?;
-    if !value.is_object() {
-        return Err(FieldError {
-            code: "invalid_type",
-            message: "the body must be a JSON object".into(),
-            field: None,
+    parse_json(bytes).map_err(|rejection| match rejection {
+        JsonRejection::Field { path, message } if path == "operation" => FieldError {
+            code: "invalid_operation",
+            message: JsonRejection::field_message(&path, &message),
+            field: Some(path),
         }
-        .into());
-    }
-    serde_path_to_error::deserialize(value).map_err(|error| {
-        let field = error.path().to_string();
-        let inner = error.into_inner().to_string();
-        let code = if field == "operation" {
-            "invalid_operation"
-        } else {
-            "invalid_type"
-        };
-        FieldError {
-            code,
-            message: format!("{field}: {inner}"),
-            field: Some(field),
-        }
-        .into()
+        .into(),
+        other => other.into(),
     })
 }

@@ -3,13 +3,12 @@
 //! ever queued, and the engine never re-checks.
 
 mod body;
-mod image;
 mod loras;
 
 pub use body::{parse_job_body, JobBody, OperationName};
 pub use loras::{check_lora_tags, LoraField};
 
-use sd_core::pipeline::{GenerateRequest, InitImage, ModelInfo};
+use sd_core::pipeline::{GenerateRequest, ModelInfo};
 use sd_core::prompt::PromptSyntax;
 use sd_engine::samplers::parse_sampler;
 use sd_engine::{JobRequest, Operation};
@@ -17,6 +16,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::FieldError;
+use crate::images::{self, InitSource, ResizeMode};
 
 /// Bounds on what one request may ask for; reported by `GET /v1/info`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -136,33 +136,25 @@ pub fn validate(body: JobBody, model: &ModelInfo, limits: &Limits) -> Result<Val
     };
     let seeds = seeds(body.seed, batch)?;
 
-    let (image_field, mask_field, default_strength) = match operation {
-        Operation::ImageGeneration => (None, None, 1.0),
-        Operation::ImageTransform => (Some(("input_image", &body.input_image)), None, 0.8),
+    let (image_field, mask_field) = match operation {
+        Operation::ImageGeneration => (None, None),
+        Operation::ImageTransform => (Some(("input_image", &body.input_image)), None),
         Operation::ImageInpaint => (
             Some(("init_image", &body.init_image)),
             Some(("mask_image", &body.mask_image)),
-            1.0,
         ),
     };
-    let decoded = match image_field {
+    let decode = |input: Option<(&str, &Option<String>)>| match input {
         Some((field, encoded)) => {
             let encoded = encoded
                 .as_deref()
                 .ok_or_else(|| required(field, operation))?;
-            Some(image::decode_image(field, encoded, limits)?)
+            images::decode_base64(field, encoded, limits).map(Some)
         }
-        None => None,
+        None => Ok(None),
     };
-    let mask = match mask_field {
-        Some((field, encoded)) => {
-            let encoded = encoded
-                .as_deref()
-                .ok_or_else(|| required(field, operation))?;
-            Some(image::decode_image(field, encoded, limits)?)
-        }
-        None => None,
-    };
+    let decoded = decode(image_field)?;
+    let mask = decode(mask_field)?;
     let (default_width, default_height) = match &decoded {
         Some(picture) => (
             round_down(picture.width() as i64, model),
@@ -203,10 +195,9 @@ pub fn validate(body: JobBody, model: &ModelInfo, limits: &Limits) -> Result<Val
                 "strength must be between 0 and 1",
             ))
         }
-        (_, strength) => strength.unwrap_or(default_strength),
+        (_, strength) => strength,
     };
-    let (w, h) = (width as u32, height as u32);
-    let resize_mode = image::resize_mode(body.resize_mode.as_deref())?;
+    let resize_mode = ResizeMode::from_name(body.resize_mode.as_deref())?;
     let mask_blur = match body.mask_blur {
         Some(blur) if !(0.0..=64.0).contains(&blur) => {
             return Err(FieldError::new(
@@ -217,19 +208,20 @@ pub fn validate(body: JobBody, model: &ModelInfo, limits: &Limits) -> Result<Val
         }
         blur => blur.unwrap_or(0.0) as f32,
     };
-    let mask = match mask {
-        Some(mask) => Some(image::to_mask(&mask, w, h, resize_mode, mask_blur)?),
-        None => None,
-    };
+    let mask = mask.map(|mask| repaint_mask(&mask)).transpose()?;
     let init = match decoded {
-        Some(picture) => Some(InitImage {
-            image: image::to_rgb(&picture, w, h, resize_mode).map_err(|error| {
-                error.field(image_field.map_or("input_image", |(field, _)| field))
-            })?,
-            strength,
+        Some(picture) => Some(images::init_image(InitSource {
+            image: picture.to_rgb8(),
             mask,
+            width: width as u32,
+            height: height as u32,
+            mode: resize_mode,
+            mask_blur,
+            strength,
             preserve_unmasked: body.preserve_unmasked.unwrap_or(false),
-        }),
+            image_field: image_field.map_or("input_image", |(field, _)| field),
+            mask_field: "mask_image",
+        })?),
         None => None,
     };
     Ok(ValidJob(JobRequest {
@@ -249,6 +241,20 @@ pub fn validate(body: JobBody, model: &ModelInfo, limits: &Limits) -> Result<Val
             prompt_syntax,
         },
     }))
+}
+
+/// `mask_image` as a repaint mask (white, or transparent in an RGBA mask, repaints); one that repaints
+/// nothing is refused.
+fn repaint_mask(image: &::image::DynamicImage) -> Result<::image::GrayImage, FieldError> {
+    let gray = images::mask_from_image(image);
+    if !gray.pixels().any(|p| p.0[0] >= 128) {
+        return Err(FieldError::new(
+            "empty_mask",
+            "mask_image",
+            "mask_image repaints nothing: paint the region to change white (or transparent in an RGBA mask)",
+        ));
+    }
+    Ok(gray)
 }
 
 fn required(field: &str, operation: Operation) -> FieldError {

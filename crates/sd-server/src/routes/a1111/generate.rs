@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -14,13 +12,14 @@ use sd_core::pipeline::ModelInfo;
 use sd_engine::metadata::{self, GenerationParams, ModelHash};
 use serde_json::{json, Map, Value};
 
+use super::fields::Body;
 use super::request::{self, Mode, Plan};
 use super::{inpaint, probes};
 use super::{A1111Error, A1111State};
-use crate::compat::run::{self, Produced, RunEvent};
 use crate::error::ApiError;
-use crate::routes::jobs::not_ready;
+use crate::extract::{parse_json, JsonBody};
 use crate::state::AppState;
+use crate::sync_run::{self as run, Produced, RunEvent};
 
 /// A1111: text to image.
 #[utoipa::path(post, path = "/sdapi/v1/txt2img", tag = "a1111",
@@ -35,7 +34,7 @@ use crate::state::AppState;
 pub async fn txt2img(
     State(app): State<AppState>,
     Extension(state): Extension<Arc<A1111State>>,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body, _): JsonBody<Body, A1111Error>,
 ) -> Result<Response, A1111Error> {
     handle(app, state, body, Mode::Txt2Img).await
 }
@@ -52,34 +51,22 @@ pub async fn txt2img(
 pub async fn img2img(
     State(app): State<AppState>,
     Extension(state): Extension<Arc<A1111State>>,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body, _): JsonBody<Body, A1111Error>,
 ) -> Result<Response, A1111Error> {
     handle(app, state, body, Mode::Img2Img).await
 }
 
-pub(super) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, A1111Error> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(A1111Error(
-            ApiError::bad_request("invalid_json", "the body must be a JSON object").into(),
-        )),
-        Err(error) => Err(A1111Error(
-            ApiError::bad_request(
-                "invalid_json",
-                format!("the body is not valid JSON: {error}"),
-            )
-            .into(),
-        )),
-    }
+/// A JSON object body, refused in A1111's shape (for routes that read the bytes themselves).
+pub(super) fn parse_object(bytes: &[u8]) -> Result<Body, A1111Error> {
+    parse_json(bytes).map_err(A1111Error::from)
 }
 
 async fn handle(
     app: AppState,
     state: Arc<A1111State>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
     mode: Mode,
 ) -> Result<Response, A1111Error> {
-    let body = parse_object(&body.map_err(ApiError::from)?)?;
     // A checkpoint the library has runs the job on it; one it lacks is refused, not silently ignored.
     let checkpoint = match body
         .get("override_settings")
@@ -94,7 +81,7 @@ async fn handle(
         Some(name) => app.engine.model_info_named(name),
         None => app.engine.model_info(),
     }
-    .ok_or_else(|| not_ready(app.engine.readiness()))?;
+    .ok_or_else(|| ApiError::not_ready(app.engine.readiness()))?;
     let options = state.options().clone();
     let limits = app.config.limits.clone();
     let plan = {
@@ -138,7 +125,7 @@ async fn handle(
     // the native API) must not pass as a success with no images, which clients index as `images[0]`.
     if outcome.interrupted && outcome.images.is_empty() && !task.control.is_interrupted() {
         return Err(A1111Error(
-            if app.engine.load().accepting {
+            if app.engine.occupancy().accepting {
                 ApiError::Conflict {
                     code: "job_cancelled",
                     message: "the job was cancelled before it produced an image".into(),

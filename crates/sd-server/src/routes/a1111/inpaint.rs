@@ -13,8 +13,9 @@ use sd_engine::Operation;
 use serde_json::Value;
 
 use super::fields::{self, Body};
-use crate::compat::images::{self, ResizeMode};
+use super::masked;
 use crate::error::FieldError;
+use crate::images::{self, InitSource, ResizeMode};
 use crate::validate::Limits;
 
 /// How to put an "only masked" result back.
@@ -99,13 +100,18 @@ pub fn prepare(
     let Some(mask) = mask else {
         return Ok(Prepared {
             operation: Operation::ImageTransform,
-            init: InitImage {
-                image: images::resize(&original, mode, width, height)
-                    .map_err(|error| error.field("init_images"))?,
-                strength,
+            init: images::init_image(InitSource {
+                image: original,
                 mask: None,
+                width,
+                height,
+                mode,
+                mask_blur: 0.0,
+                strength: Some(strength),
                 preserve_unmasked: false,
-            },
+                image_field: "init_images",
+                mask_field: "mask",
+            })?,
             paste_back: None,
             extra: Vec::new(),
             strength,
@@ -114,12 +120,9 @@ pub fn prepare(
 
     let mut mask = images::a1111_mask(&mask);
     if mask.dimensions() != original.dimensions() {
-        mask = image::imageops::resize(
-            &mask,
-            original.width(),
-            original.height(),
-            image::imageops::FilterType::Lanczos3,
-        );
+        let (width, height) = original.dimensions();
+        mask = images::resize(&mask, ResizeMode::Stretch, width, height)
+            .map_err(|error| error.field("mask"))?;
     }
     if fields::int(body, "inpainting_mask_invert")?.unwrap_or(0) != 0 {
         images::invert(&mut mask);
@@ -165,10 +168,22 @@ pub fn prepare(
         sharp
     };
     let region = only_masked
-        .then(|| images::crop_region(&mask, padding))
+        .then(|| masked::crop_region(&mask, padding))
         .flatten()
-        .map(|region| images::expand_crop_region(region, (width, height), original.dimensions()));
-    let (image, processed_mask, paste_back) = match region {
+        .map(|region| masked::expand_crop_region(region, (width, height), original.dimensions()));
+    let source = |image, mask, mode, mask_blur| InitSource {
+        image,
+        mask: Some(mask),
+        width,
+        height,
+        mode,
+        mask_blur,
+        strength: Some(strength),
+        preserve_unmasked: false,
+        image_field: "init_images",
+        mask_field: "mask",
+    };
+    let (mut init, paste_back) = match region {
         Some(region @ (x1, y1, x2, y2)) => {
             let crop = |w: u32, h: u32| (x1, y1, (x2 - x1).max(1).min(w), (y2 - y1).max(1).min(h));
             let (cx, cy, cw, ch) = crop(original.width(), original.height());
@@ -183,41 +198,35 @@ pub fn prepare(
             .map_err(|error| error.field("mask"))?;
             extra.push(("Inpaint area".into(), Value::from("Only masked")));
             extra.push(("Masked area padding".into(), Value::from(padding)));
-            (
-                images::resize(&cropped, ResizeMode::ResizeAndFill, width, height)
-                    .map_err(|error| error.field("init_images"))?,
-                images::resize(&cropped_mask, ResizeMode::ResizeAndFill, width, height)
-                    .map_err(|error| error.field("mask"))?,
-                Some(PasteBack {
-                    original: original.clone(),
-                    region,
-                    mask: mask.clone(),
-                }),
-            )
+            // The mask was blurred at the original's size already.
+            let init = images::init_image(source(
+                cropped,
+                cropped_mask,
+                ResizeMode::ResizeAndFill,
+                0.0,
+            ))?;
+            let paste = PasteBack {
+                original,
+                region,
+                mask,
+            };
+            (init, Some(paste))
         }
-        None => (
-            images::resize(&original, mode, width, height)
-                .map_err(|error| error.field("init_images"))?,
-            images::blur_mask(
-                &images::resize(&mask, mode, width, height).map_err(|error| error.field("mask"))?,
-                blur as f32,
-            ),
-            None,
-        ),
+        None => {
+            let mut init = images::init_image(source(original, mask, mode, blur as f32))?;
+            // With "whole picture" the core pastes the unmasked pixels back.
+            init.preserve_unmasked = true;
+            (init, None)
+        }
     };
-    let image = if fill {
-        images::fill_masked(&image, &processed_mask)
-    } else {
-        image
-    };
+    if fill {
+        if let Some(mask) = &init.mask {
+            init.image = masked::fill_masked(&init.image, mask);
+        }
+    }
     Ok(Prepared {
         operation: Operation::ImageInpaint,
-        init: InitImage {
-            image,
-            strength,
-            preserve_unmasked: paste_back.is_none(),
-            mask: Some(processed_mask),
-        },
+        init,
         paste_back,
         extra,
         strength,
@@ -229,7 +238,7 @@ pub fn paste_back(png: &[u8], paste: &PasteBack, infotext: &str) -> Result<Vec<u
     let generated = image::load_from_memory_with_format(png, image::ImageFormat::Png)
         .map_err(|error| format!("cannot decode the generated PNG: {error}"))?
         .to_rgb8();
-    let merged = images::paste_back(&paste.original, &generated, paste.region, &paste.mask)
+    let merged = masked::paste_back(&paste.original, &generated, paste.region, &paste.mask)
         .map_err(|error| error.field("mask").message)?;
     metadata::encode_png(&merged, Some(infotext)).map_err(|error| error.to_string())
 }

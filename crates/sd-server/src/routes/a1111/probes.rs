@@ -18,8 +18,9 @@ use serde_json::{json, Map, Value};
 
 use super::generate::parse_object;
 use super::{A1111Error, A1111State};
-use crate::compat::images::base64_bytes;
 use crate::error::{ApiError, FieldError};
+use crate::extract::JsonBody;
+use crate::images::base64_bytes;
 use crate::state::AppState;
 
 /// A model as A1111 lists a checkpoint.
@@ -420,9 +421,8 @@ pub fn no_ops() -> Router<AppState> {
 #[utoipa::path(post, path = "/sdapi/v1/png-info", tag = "a1111", responses((status = 200, description = "`{info, items: {parameters}, parameters: {parsed fields}}` from `{image: base64}`", body = Object)))]
 pub async fn png_info(
     State(app): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body, _): JsonBody<super::fields::Body, A1111Error>,
 ) -> Result<Json<Value>, A1111Error> {
-    let body = parse_object(&body.map_err(ApiError::from)?)?;
     let encoded = super::fields::string(&body, "image")
         .map_err(A1111Error::invalid)?
         .unwrap_or_default();

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::compat::CompatError;
 use crate::error::{ApiError, FieldError};
+use crate::extract::JsonRejection;
 
 /// OpenAI's error body.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -41,15 +42,36 @@ pub struct OpenAiError {
 }
 
 impl OpenAiError {
-    /// A 400 naming the parameter at fault.
-    pub fn invalid(param: &str, code: &str, message: impl Into<String>) -> Self {
+    /// An error with no parameter at fault.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::BAD_REQUEST,
+            status,
             message: message.into(),
-            param: Some(param.to_owned()),
+            param: None,
             code: code.to_owned(),
             retry_after: None,
         }
+    }
+
+    /// A 400 naming the parameter at fault.
+    pub fn invalid(param: &str, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            param: Some(param.to_owned()),
+            ..Self::new(StatusCode::BAD_REQUEST, code, message)
+        }
+    }
+
+    /// A 500 `internal_error`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
+    }
+
+    pub fn forbidden(message: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "invalid_signature", message)
+    }
+
+    pub fn not_found(message: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
     pub fn body(&self) -> OpenAiErrorBody {
@@ -109,6 +131,24 @@ impl From<FieldError> for OpenAiError {
     }
 }
 
+/// A refused JSON body: malformed JSON keeps the native `invalid_json`; a body that is not an object, or a
+/// field of the wrong type, is a 400 `invalid_type` naming the parameter (`body` for the whole body).
+impl From<JsonRejection> for OpenAiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::NotAnObject => {
+                Self::invalid("body", "invalid_type", "the body must be a JSON object")
+            }
+            JsonRejection::Field { path, message } => Self::invalid(
+                &path,
+                "invalid_type",
+                JsonRejection::field_message(&path, &message),
+            ),
+            other => ApiError::from(other).into(),
+        }
+    }
+}
+
 impl From<ApiError> for OpenAiError {
     fn from(error: ApiError) -> Self {
         CompatError::from(error).into()
@@ -165,11 +205,8 @@ pub async fn reshape_errors(request: Request, next: Next) -> Response {
     parts.status = status;
     parts.headers.remove(header::CONTENT_LENGTH);
     let body = OpenAiError {
-        status,
-        message,
         param: field,
-        code: openai_code(status, code),
-        retry_after: None,
+        ..OpenAiError::new(status, &openai_code(status, code), message)
     }
     .body();
     let json = serde_json::to_vec(&body).unwrap_or_default();

@@ -15,11 +15,11 @@ use sd_engine::ImageError;
 use serde::{Deserialize, Serialize};
 
 use super::error::OpenAiError;
-use crate::compat::run::Produced;
-use crate::compat::signing::UrlSigner;
+use super::signing::UrlSigner;
 use crate::cpu::CpuPool;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::sync_run::Produced;
 
 /// Signed URLs live at most this long (and never longer than the results themselves).
 const MAX_URL_LIFETIME: Duration = Duration::from_secs(3600);
@@ -64,20 +64,12 @@ pub fn convert(png: &[u8], format: ImageFormat) -> Result<Vec<u8>, OpenAiError> 
     }
     let parameters = metadata::read_parameters(png);
     let decoded = image::load_from_memory_with_format(png, image::ImageFormat::Png)
-        .map_err(|error| internal(format!("cannot decode the generated PNG: {error}")))?
+        .map_err(|error| {
+            OpenAiError::internal(format!("cannot decode the generated PNG: {error}"))
+        })?
         .to_rgb8();
     metadata::encode_image(&decoded, format, parameters.as_deref())
-        .map_err(|error| internal(error.to_string()))
-}
-
-fn internal(message: String) -> OpenAiError {
-    OpenAiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        message,
-        param: None,
-        code: "internal_error".into(),
-        retry_after: None,
-    }
+        .map_err(|error| OpenAiError::internal(error.to_string()))
 }
 
 /// One element of `data`.
@@ -106,7 +98,7 @@ pub async fn base64_images(
             .collect::<Result<Vec<_>, _>>()
     })
     .await
-    .map_err(|error| internal(format!("conversion task failed: {error}")))?
+    .map_err(|error| OpenAiError::internal(format!("conversion task failed: {error}")))?
 }
 
 /// Absolute signed URLs for `images`, on the host the client reached us by.
@@ -203,30 +195,29 @@ pub async fn file(
     let Query(query) = query.map_err(ApiError::from)?;
     let path = format!("/v1/images/files/{job_id}/{name}");
     let (Some(expires), Some(signature)) = (query.expires, query.signature.as_deref()) else {
-        return Err(forbidden("the link is not signed"));
+        return Err(OpenAiError::forbidden("the link is not signed"));
     };
     signer
         .verify(&path, expires, signature)
-        .map_err(|error| forbidden(&error.to_string()))?;
-    let (index, format) = parse_file_name(&name).ok_or_else(|| not_found("no such image"))?;
+        .map_err(|error| OpenAiError::forbidden(&error.to_string()))?;
+    let (index, format) =
+        parse_file_name(&name).ok_or_else(|| OpenAiError::not_found("no such image"))?;
     let png = app
         .engine
         .image(&job_id, index)
         .map_err(|error| match error {
-            ImageError::NotFound if app.engine.expired(&job_id) => OpenAiError {
-                status: StatusCode::GONE,
-                message: "the image has expired (--result-ttl)".to_owned(),
-                param: None,
-                code: "job_expired".into(),
-                retry_after: None,
-            },
-            _ => not_found("no such image"),
+            ImageError::NotFound if app.engine.expired(&job_id) => OpenAiError::new(
+                StatusCode::GONE,
+                "job_expired",
+                "the image has expired (--result-ttl)",
+            ),
+            _ => OpenAiError::not_found("no such image"),
         })?;
     let bytes = app
         .cpu
         .run(move || convert(&png, format))
         .await
-        .map_err(|error| internal(format!("conversion task failed: {error}")))??;
+        .map_err(|error| OpenAiError::internal(format!("conversion task failed: {error}")))??;
     Ok((
         [
             (header::CONTENT_TYPE, format.mime()),
@@ -235,26 +226,6 @@ pub async fn file(
         bytes,
     )
         .into_response())
-}
-
-fn forbidden(message: &str) -> OpenAiError {
-    OpenAiError {
-        status: StatusCode::FORBIDDEN,
-        message: message.to_owned(),
-        param: None,
-        code: "invalid_signature".into(),
-        retry_after: None,
-    }
-}
-
-fn not_found(message: &str) -> OpenAiError {
-    OpenAiError {
-        status: StatusCode::NOT_FOUND,
-        message: message.to_owned(),
-        param: None,
-        code: "not_found".into(),
-        retry_after: None,
-    }
 }
 
 #[cfg(test)]

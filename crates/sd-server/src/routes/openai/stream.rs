@@ -24,10 +24,10 @@ use tokio::sync::mpsc;
 
 use super::error::OpenAiError;
 use super::output;
-use crate::compat::run::{self, Control, RunEvent};
-use crate::compat::signing::unix_now;
+use super::signing::unix_now;
 use crate::compat::CompatError;
 use crate::state::AppState;
+use crate::sync_run::{self as run, Control, RunEvent};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -274,24 +274,12 @@ async fn render(raw: Raw, shape: Arc<Shape>) -> Event {
 }
 
 fn join_failed(error: crate::cpu::CpuTaskFailed) -> OpenAiError {
-    OpenAiError {
-        status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        message: format!("conversion task failed: {error}"),
-        param: None,
-        code: "internal_error".into(),
-        retry_after: None,
-    }
+    OpenAiError::internal(format!("conversion task failed: {error}"))
 }
 
 /// A preview scaled to the output size, in the output format.
 fn partial_image(preview_b64: &str, shape: &Shape) -> Result<String, OpenAiError> {
-    let invalid = |message: String| OpenAiError {
-        status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        message,
-        param: None,
-        code: "internal_error".into(),
-        retry_after: None,
-    };
+    let invalid = OpenAiError::internal;
     let png = base64::engine::general_purpose::STANDARD
         .decode(preview_b64)
         .map_err(|error| invalid(format!("bad preview: {error}")))?;

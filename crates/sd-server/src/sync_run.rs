@@ -11,9 +11,8 @@ use sd_core::pipeline::GenerateRequest;
 use sd_engine::{JobError, JobEvent, JobRequest, JobService, JobStatus, Operation, SubmitError};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::CompatError;
+use crate::compat::CompatError;
 use crate::error::ApiError;
-use crate::routes::jobs::not_ready;
 use crate::validate::Limits;
 
 /// One image of the result: the engine's PNG (with its infotext), its seed, and where the engine keeps it.
@@ -218,7 +217,7 @@ fn submit_error(engine: &dyn JobService, error: SubmitError) -> CompatError {
     CompatError::Api(match error {
         SubmitError::QueueFull { retry_after } => ApiError::QueueFull { retry_after },
         SubmitError::ResultsFull { retry_after } => ApiError::ResultsFull { retry_after },
-        SubmitError::NotReady => not_ready(engine.readiness()),
+        SubmitError::NotReady => ApiError::not_ready(engine.readiness()),
         SubmitError::ShuttingDown => ApiError::ShuttingDown,
         SubmitError::Unavailable(reason) => ApiError::QueueUnavailable(reason),
         SubmitError::UnknownModel(unknown) => crate::routes::jobs::unknown_model(&unknown).into(),
