@@ -12,8 +12,9 @@ use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 wasm_bindgen_test_configure!(run_in_browser);
 
 fn client() -> SdClient {
-    let url = option_env!("SD_WASM_TEST_WORKER")
-        .expect("build with SD_WASM_TEST_WORKER=http://HOST:PORT (tools/test-wasm-sdk.sh does)");
+    let Some(url) = option_env!("SD_WASM_TEST_WORKER") else {
+        panic!("build with SD_WASM_TEST_WORKER=http://HOST:PORT (tools/test-wasm-sdk.sh does)");
+    };
     SdClient::new(url, JsValue::UNDEFINED).unwrap()
 }
 
