@@ -4,74 +4,13 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+
 use tokio::sync::broadcast;
 
-use crate::job::{JobRecord, JobStatus, JobTimings};
+use crate::job::{JobRecord, JobStatus};
 
-/// One event of a job's life. Serialized with a `type` tag that matches the SSE event name.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum JobEvent {
-    /// Waiting; `position` 1 starts next. Sent again whenever the position changes.
-    Queued {
-        position: usize,
-    },
-    Started {},
-    /// The job waits while the model it names loads (a switch); `progress` events follow once it runs.
-    Loading {
-        model: String,
-    },
-    Progress {
-        step: usize,
-        total: usize,
-        percent: f64,
-        eta_ms: u64,
-    },
-    /// A small preview of the first image, base64 PNG.
-    Preview {
-        step: usize,
-        #[cfg_attr(feature = "openapi", schema(value_type = String))]
-        image: Arc<str>,
-    },
-    /// Base64 PNG images, one per seed.
-    Complete {
-        #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
-        images: Vec<Arc<str>>,
-        seeds: Vec<u64>,
-        timings: JobTimings,
-    },
-    Error {
-        code: String,
-        message: String,
-    },
-    Cancelled {},
-}
-
-impl JobEvent {
-    /// The SSE event name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Queued { .. } => "queued",
-            Self::Started {} => "started",
-            Self::Loading { .. } => "loading",
-            Self::Progress { .. } => "progress",
-            Self::Preview { .. } => "preview",
-            Self::Complete { .. } => "complete",
-            Self::Error { .. } => "error",
-            Self::Cancelled {} => "cancelled",
-        }
-    }
-
-    /// The last event of a job: after it the stream ends.
-    pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            Self::Complete { .. } | Self::Error { .. } | Self::Cancelled {}
-        )
-    }
-}
+// The event type lives in `sd-api-types` (shared with the client SDK); re-exported under its old path.
+pub use sd_api_types::JobEvent;
 
 /// What a subscriber gets: the job's state so far, then (for a job still going) its live events.
 pub struct Subscription {

@@ -7,97 +7,21 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use sd_core::pipeline::GenerateRequest;
-use serde::{Deserialize, Serialize};
+
 use tokio::sync::broadcast;
 
 use crate::events::JobEvent;
 
 pub type JobId = String;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-impl JobStatus {
-    pub fn is_finished(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum Operation {
-    ImageGeneration,
-    ImageTransform,
-    ImageInpaint,
-}
+// The wire types live in `sd-api-types` (shared with the client SDK); re-exported here under their old paths.
+pub use sd_api_types::{JobError, JobStatus, JobTimings, Operation, Progress};
 
 /// A request that has passed validation: the engine runs it as it is and never re-checks it.
 #[derive(Clone, Debug)]
 pub struct JobRequest {
     pub operation: Operation,
     pub generate: GenerateRequest,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct JobError {
-    pub code: String,
-    pub message: String,
-}
-
-impl JobError {
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            code: code.into(),
-            message: message.into(),
-        }
-    }
-}
-
-/// Where a finished job's time went, in milliseconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct JobTimings {
-    /// Submitted -> started.
-    pub queue_ms: f64,
-    pub text_encode_ms: f64,
-    pub denoise_ms: f64,
-    pub decode_ms: f64,
-    /// The core's whole `generate` call.
-    pub generate_ms: f64,
-    /// PNG encoding of the results.
-    pub encode_ms: f64,
-    /// Submitted -> finished.
-    pub total_ms: f64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Progress {
-    pub step: usize,
-    pub total: usize,
-    pub percent: f64,
-    /// Estimated time to the last step, from the mean step time so far.
-    pub eta_ms: u64,
 }
 
 /// A finished job's images as PNG files.

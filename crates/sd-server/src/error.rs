@@ -8,8 +8,6 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use sd_engine::Readiness;
-use serde::Serialize;
-use utoipa::ToSchema;
 
 /// A request field that failed validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,21 +155,8 @@ impl From<FieldError> for ApiError {
     }
 }
 
-/// The JSON body of every error response.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable, machine-readable: e.g. `invalid_steps`, `queue_full`, `job_not_found`.
-    pub code: String,
-    pub message: String,
-    /// The request field at fault, when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-}
+// The error body lives in `sd-api-types` (shared with the client SDK); re-exported under its old path.
+pub use sd_api_types::{ErrorBody, ErrorDetail};
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -9,11 +9,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use sd_engine::{
-    CancelError, CancelOutcome, ImageError, JobError, JobSnapshot, JobStatus, JobTimings,
-    Operation, Progress, SubmitError,
+    CancelError, CancelOutcome, ImageError, JobSnapshot, JobStatus, SubmitError,
 };
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+// The wire types live in `sd-api-types` (shared with the client SDK); re-exported under their old paths.
+pub use sd_api_types::{CancelResponse, JobAccepted, JobList, JobResultView, JobView};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
@@ -27,78 +29,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/jobs/{id}/images/{index}", get(image))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobAccepted {
-    pub job_id: String,
-    /// `GET` this for Server-Sent Events.
-    pub sse_url: String,
-    pub status_url: String,
-    pub status: JobStatus,
-    /// 1 = starts next.
-    pub position: usize,
-    /// One per image.
-    pub seeds: Vec<u64>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobView {
-    pub id: String,
-    pub operation: Operation,
-    pub status: JobStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub position: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub progress: Option<Progress>,
-    pub seeds: Vec<u64>,
-    /// Output size in pixels (input images are resized to it).
-    pub width: usize,
-    pub height: usize,
-    /// RFC 3339.
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<JobResultView>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<JobError>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub timings: Option<JobTimings>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobResultView {
-    /// URLs of the PNG images, one per seed.
-    pub images: Vec<String>,
-    pub seeds: Vec<u64>,
-    /// The VAE decoded in tiles (with `vae_tiling` auto only when the whole decode did not fit in memory):
-    /// seams are blended, so the image differs slightly from a whole decode of the same settings.
-    pub vae_tiled: bool,
-    /// The prompts exactly as sent (A1111 syntax and tags included), as the PNG metadata carries them.
-    pub prompt: String,
-    pub negative_prompt: String,
-    /// Things that did not fail the job but change its meaning, e.g. a plain-syntax prompt cut at 77 tokens.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-    /// The model that made the images, as A1111's `Model` names it (folder or file name without extension).
-    pub model: String,
-    /// A1111's short hash of the model (`Model hash`): the first 10 hex digits of a single file's SHA-256
-    /// (of the UNet weights for a diffusers folder).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model_hash: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobList {
-    pub jobs: Vec<JobView>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CancelResponse {
-    pub job_id: String,
-    /// `cancelled` (it was waiting) or `cancelling` (it stops after the current step).
-    pub status: String,
-}
-
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ListQuery {
     /// At most this many jobs, newest first (default 50, max 1000).
@@ -109,36 +39,35 @@ fn rfc3339(time: std::time::SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
-impl From<JobSnapshot> for JobView {
-    fn from(job: JobSnapshot) -> Self {
-        let result = (job.status == JobStatus::Succeeded).then(|| JobResultView {
-            images: (0..job.image_count)
-                .map(|index| format!("/v1/jobs/{}/images/{index}", job.id))
-                .collect(),
-            seeds: job.seeds.clone(),
-            vae_tiled: job.vae_tiled.unwrap_or(false),
-            prompt: job.prompt.clone().unwrap_or_default().0,
-            negative_prompt: job.prompt.clone().unwrap_or_default().1,
-            warnings: job.warnings.clone(),
-            model: job.model.clone().unwrap_or_default().0,
-            model_hash: job.model.clone().and_then(|(_, hash)| hash),
-        });
-        Self {
-            position: job.position,
-            progress: job.progress,
-            seeds: job.seeds,
-            width: job.width,
-            height: job.height,
-            created_at: rfc3339(job.created_at),
-            started_at: job.started_at.map(rfc3339),
-            finished_at: job.finished_at.map(rfc3339),
-            result,
-            error: job.error,
-            timings: job.timings,
-            operation: job.operation,
-            status: job.status,
-            id: job.id,
-        }
+/// The API's view of a job (`JobView` is a foreign type here, hence a function rather than `From`).
+pub fn job_view(job: JobSnapshot) -> JobView {
+    let result = (job.status == JobStatus::Succeeded).then(|| JobResultView {
+        images: (0..job.image_count)
+            .map(|index| format!("/v1/jobs/{}/images/{index}", job.id))
+            .collect(),
+        seeds: job.seeds.clone(),
+        vae_tiled: job.vae_tiled.unwrap_or(false),
+        prompt: job.prompt.clone().unwrap_or_default().0,
+        negative_prompt: job.prompt.clone().unwrap_or_default().1,
+        warnings: job.warnings.clone(),
+        model: job.model.clone().unwrap_or_default().0,
+        model_hash: job.model.clone().and_then(|(_, hash)| hash),
+    });
+    JobView {
+        position: job.position,
+        progress: job.progress,
+        seeds: job.seeds,
+        width: job.width,
+        height: job.height,
+        created_at: rfc3339(job.created_at),
+        started_at: job.started_at.map(rfc3339),
+        finished_at: job.finished_at.map(rfc3339),
+        result,
+        error: job.error,
+        timings: job.timings,
+        operation: job.operation,
+        status: job.status,
+        id: job.id,
     }
 }
 
@@ -246,12 +175,7 @@ pub async fn list(
     let Query(query) = query?;
     let limit = query.limit.unwrap_or(50).min(1000);
     Ok(Json(JobList {
-        jobs: app
-            .engine
-            .jobs(limit)
-            .into_iter()
-            .map(JobView::from)
-            .collect(),
+        jobs: app.engine.jobs(limit).into_iter().map(job_view).collect(),
     }))
 }
 
@@ -264,7 +188,7 @@ pub async fn status(
 ) -> Result<Json<JobView>, ApiError> {
     let Path(id) = id?;
     let job = app.engine.job(&id).ok_or_else(|| unknown_job(&app, &id))?;
-    Ok(Json(job.into()))
+    Ok(Json(job_view(job)))
 }
 
 /// Server-Sent Events: `queued`, `started`, `progress`, `preview`, then `complete`, `error` or `cancelled`,

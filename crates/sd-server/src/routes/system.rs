@@ -12,7 +12,8 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-use crate::validate::Limits;
+// The wire types live in `sd-api-types` (shared with the client SDK); re-exported under their old paths.
+pub use sd_api_types::{Defaults, Health, Info, QueueInfo, ReadyStatus};
 
 /// Routes that answer without an API key.
 pub fn public_routes() -> Router<AppState> {
@@ -29,56 +30,6 @@ pub fn routes() -> Router<AppState> {
         .route("/sdapi/v1/loras", get(a1111_loras))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    pub status: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReadyStatus {
-    pub ready: bool,
-    /// `loading`, `ready`, `failed` or `stopping`.
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Defaults {
-    pub width: usize,
-    pub height: usize,
-    pub steps: usize,
-    pub guidance_scale: f64,
-    pub sampler: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct QueueInfo {
-    pub max: usize,
-    pub depth: usize,
-    pub running: bool,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Info {
-    pub model: String,
-    pub family: String,
-    pub prediction_type: String,
-    pub device: String,
-    pub dtype: String,
-    pub inpainting: bool,
-    /// Width and height must be multiples of this.
-    pub size_multiple: usize,
-    pub defaults: Defaults,
-    pub samplers: Vec<String>,
-    pub operations: Vec<String>,
-    pub limits: Limits,
-    pub queue: QueueInfo,
-    pub version: String,
 }
 
 /// Liveness: 200 as soon as the process listens.
@@ -258,15 +209,15 @@ pub async fn openapi() -> Response {
 
 /// `GET /v1/loras`: the LoRAs `<lora:NAME:WEIGHT>` and the `loras` field can use (the `--lora-dir` folders,
 /// read on every call).
-async fn loras(State(app): State<AppState>) -> Json<serde_json::Value> {
-    let names: Vec<serde_json::Value> = app
+async fn loras(State(app): State<AppState>) -> Json<sd_api_types::LoraList> {
+    let loras = app
         .config
         .loras
         .list()
         .into_iter()
-        .map(|e| serde_json::json!({ "name": e.name }))
+        .map(|e| sd_api_types::LoraEntry { name: e.name })
         .collect();
-    Json(serde_json::json!({ "loras": names }))
+    Json(sd_api_types::LoraList { loras })
 }
 
 /// `GET /sdapi/v1/loras`: A1111's list (`name`, `alias`, `path`, `metadata`).

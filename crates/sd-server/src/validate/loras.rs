@@ -2,22 +2,12 @@
 //! tags, so the core, the PNG metadata and the job see one prompt), and the check at submission that every
 //! `<lora:NAME:...>` tag is well formed and names a file in the `--lora-dir` folders (else 422 listing them).
 
-use serde::Deserialize;
-use utoipa::ToSchema;
-
 use sd_core::adapters::library::unknown_message;
 use sd_core::adapters::{extract_lora_tags, LoraLibrary, LoraTag};
 
 use crate::error::FieldError;
 
-/// One LoRA of the native `loras` field.
-#[derive(Clone, Debug, Deserialize, ToSchema)]
-pub struct LoraField {
-    /// The file name without `.safetensors` (`GET /v1/loras`).
-    pub name: String,
-    /// Multiplier, default 1.
-    pub weight: Option<f64>,
-}
+pub use sd_api_types::LoraField;
 
 /// `prompt` with `loras` appended as `<lora:NAME:WEIGHT>` tags.
 pub fn append_lora_tags(prompt: String, loras: &[LoraField]) -> Result<String, FieldError> {

@@ -12,58 +12,12 @@ use sd_core::pipeline::{GenerateRequest, ModelInfo};
 use sd_core::prompt::PromptSyntax;
 use sd_engine::samplers::parse_sampler;
 use sd_engine::{JobRequest, Operation};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use crate::error::FieldError;
 use crate::images::{self, InitSource, ResizeMode};
 
-/// Bounds on what one request may ask for; reported by `GET /v1/info`.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct Limits {
-    pub max_prompt_chars: usize,
-    pub min_steps: i64,
-    pub max_steps: i64,
-    pub max_guidance_scale: f64,
-    pub min_side: i64,
-    pub max_side: i64,
-    /// width x height x batch.
-    pub max_pixels: i64,
-    pub max_batch: i64,
-    pub max_clip_skip: i64,
-    /// Decoded size of one input image file.
-    pub max_image_bytes: usize,
-    /// Width or height of an input image.
-    pub max_input_side: u32,
-    /// Bytes the decoder may allocate for one input image.
-    pub max_input_alloc: u64,
-    pub max_body_bytes: usize,
-    /// How prompts are read when a request does not say (`--prompt-syntax`); the A1111 and OpenAI routes
-    /// always use it.
-    #[schema(value_type = String)]
-    pub default_prompt_syntax: PromptSyntax,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_prompt_chars: 8192,
-            min_steps: 1,
-            max_steps: 150,
-            max_guidance_scale: 30.0,
-            min_side: 64,
-            max_side: 2048,
-            max_pixels: 2048 * 2048,
-            max_batch: 8,
-            max_clip_skip: 12,
-            max_image_bytes: 16 * 1024 * 1024,
-            max_input_side: 4096,
-            max_input_alloc: 256 * 1024 * 1024,
-            max_body_bytes: 32 * 1024 * 1024,
-            default_prompt_syntax: PromptSyntax::default(),
-        }
-    }
-}
+// `Limits` is part of `/v1/info`, so it lives in `sd-api-types` (shared with the client SDK).
+pub use sd_api_types::Limits;
 
 /// A request that passed every check, ready for [`sd_engine::Engine::submit`].
 #[derive(Debug)]
