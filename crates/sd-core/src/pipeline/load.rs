@@ -58,12 +58,7 @@ impl Pipeline {
     /// single-file `.safetensors` checkpoint.
     pub fn load(model: &str, options: &LoadOptions) -> Result<Self> {
         let device = options.device.open()?;
-        crate::fused::set_flash_attention(options.flash_attention);
-        crate::fused::set_conv_workspace_limit(
-            options
-                .conv_workspace_limit_mib
-                .map_or(usize::MAX, |mib| mib.saturating_mul(1 << 20)),
-        );
+        let kernels = options.kernels();
         let dtype = options.dtype.dtype();
         if device.is_cpu() && options.dtype != DTypeSpec::F32 {
             tracing::warn!("half precision on the CPU is slow and imprecise; f32 is recommended");
@@ -105,6 +100,7 @@ impl Pipeline {
                 parts.unet.weights,
                 dtype,
                 &device,
+                kernels,
             )
         });
         let unet = unet?;
@@ -132,6 +128,7 @@ impl Pipeline {
             vae_part.weights,
             vae_dtype,
             &device,
+            kernels,
         )?;
         let tokenizer = parts.tokenizer;
         let scheduler_config = parts.scheduler;
@@ -168,7 +165,7 @@ impl Pipeline {
         };
         // Loading leaves freed staging memory in the pool (the separate q/k/v weights that were concatenated,
         // f32 copies of half weights): hand it back so it does not count towards the process for good.
-        crate::fused::release_cached_memory(&device)?;
+        crate::device::release_cached_memory(&device)?;
         tracing::info!(model = %info.model, family, device = %info.device, dtype = %info.dtype, "model loaded");
         let embeddings = crate::prompt::EmbeddingStore::load(
             &options.embedding_dirs,

@@ -52,9 +52,9 @@ pub struct LoadOptions {
     /// With [`VaeTiling::Auto`] on the CPU and Metal: the most bytes a whole VAE pass may need before it is
     /// tiled instead (`None`: no limit). CUDA ignores it: it tries whole and tiles after out-of-memory.
     pub vae_memory_budget: Option<u64>,
-    /// Use the fused flash-attention kernel where it applies (CUDA, half precision); process-wide.
+    /// Use the fused flash-attention kernel where it applies (CUDA, half precision); this model's layers.
     pub flash_attention: bool,
-    /// The most scratch memory (MiB) one cuDNN convolution may use; process-wide. `None`: cuDNN's choice.
+    /// The most scratch memory (MiB) one cuDNN convolution of this model may use. `None`: cuDNN's choice.
     pub conv_workspace_limit_mib: Option<usize>,
     /// Folders of textual-inversion embeddings (`.safetensors`), read at load.
     pub embedding_dirs: Vec<std::path::PathBuf>,
@@ -91,6 +91,18 @@ impl VaeTiling {
             _ => Err(CoreError::InvalidInput(format!(
                 "vae tiling `{text}`: use auto, on or off"
             ))),
+        }
+    }
+}
+
+impl LoadOptions {
+    /// The options the model's layers are built with.
+    pub fn kernels(&self) -> crate::nn::KernelOptions {
+        crate::nn::KernelOptions {
+            flash_attention: self.flash_attention,
+            conv_workspace_limit: self
+                .conv_workspace_limit_mib
+                .map_or(usize::MAX, |mib| mib.saturating_mul(1 << 20)),
         }
     }
 }
@@ -245,7 +257,7 @@ impl DeviceSpec {
             Self::Cuda(n) => {
                 let device = candle_core::Device::new_cuda(*n)
                     .map_err(|e| unavailable(&format!("cuda:{n} (is this a CUDA build?)"), e))?;
-                crate::fused::configure_device(&device)?;
+                crate::device::configure_device(&device)?;
                 Ok(device)
             }
             Self::Metal(n) => candle_core::Device::new_metal(*n)
