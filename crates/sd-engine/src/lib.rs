@@ -13,7 +13,6 @@ pub mod job;
 pub mod metadata;
 mod metrics;
 mod queue;
-pub mod samplers;
 mod service;
 mod store;
 mod worker;

@@ -29,8 +29,9 @@ pub enum DeviceSpec {
     Metal(usize),
 }
 
-/// The compute dtype: f32 everywhere; f16/bf16 on GPUs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The compute dtype: f32 everywhere; f16/bf16 on GPUs. Serialises as [`DTypeSpec::name`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DTypeSpec {
     F32,
     F16,
@@ -131,15 +132,15 @@ impl Default for LoadOptions {
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ModelInfo {
     pub model: String,
-    pub family: String,
-    pub prediction_type: String,
+    pub family: crate::models::Family,
+    pub prediction_type: crate::schedulers::PredictionType,
     pub device: String,
-    pub dtype: String,
+    pub dtype: DTypeSpec,
     pub default_width: usize,
     pub default_height: usize,
     pub default_steps: usize,
     pub default_guidance: f64,
-    pub default_sampler: String,
+    pub default_sampler: SamplerKind,
     /// Width and height must be multiples of this (the VAE's downscale factor).
     pub size_multiple: usize,
     /// The UNet takes masked-image latents (in_channels 9): an inpainting checkpoint.
@@ -273,6 +274,12 @@ impl std::fmt::Display for DeviceSpec {
             Self::Cuda(n) => write!(f, "cuda:{n}"),
             Self::Metal(n) => write!(f, "metal:{n}"),
         }
+    }
+}
+
+impl std::fmt::Display for DTypeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -97,7 +97,9 @@ pub enum BetaSchedule {
     Trained(Vec<f64>),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the UNet predicts. Serialises as diffusers' names (`epsilon`, `v_prediction`, `sample`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PredictionType {
     Epsilon,
     VPrediction,
@@ -111,7 +113,23 @@ pub enum TimestepSpacing {
     Trailing,
 }
 
+impl std::fmt::Display for PredictionType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl PredictionType {
+    /// diffusers' name for it; `original_sample` is EulerDiscreteScheduler's old name for `sample`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "epsilon" => Some(Self::Epsilon),
+            "v_prediction" => Some(Self::VPrediction),
+            "sample" | "original_sample" => Some(Self::Sample),
+            _ => None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Epsilon => "epsilon",

@@ -103,6 +103,22 @@ impl SchedulerConfig {
         self.prediction_type.as_deref().unwrap_or("epsilon")
     }
 
+    /// The prediction type the file states (default `epsilon`), or an error naming the file for a name diffusers
+    /// does not have.
+    pub fn prediction(&self) -> Result<PredictionType> {
+        let name = self.prediction_type_name();
+        PredictionType::from_name(name).ok_or_else(|| {
+            let path = self
+                .source
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("scheduler_config.json"));
+            CoreError::config(
+                path,
+                format!("unsupported prediction_type `{name}` (expected epsilon, v_prediction or sample)"),
+            )
+        })
+    }
+
     /// The training `alphas_cumprod` (f32, as diffusers holds it) that `class` derives from this config.
     pub fn alphas_cumprod(&self, class: SchedulerClass) -> Result<Vec<f32>> {
         Ok(self.common(class)?.alphas_cumprod)

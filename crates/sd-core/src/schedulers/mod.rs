@@ -24,7 +24,7 @@ mod unipc;
 
 use candle_core::Tensor;
 
-pub use config::{SchedulerClass, SchedulerConfig};
+pub use config::{PredictionType, SchedulerClass, SchedulerConfig};
 pub use ddim::Ddim;
 pub use dpm_solver::DpmSolverMultistep;
 pub use euler::EulerDiscrete;

@@ -13,7 +13,7 @@ use common::{cpu_f32, fixtures, max_pixel_diff, model_dir};
 use image::{GrayImage, RgbImage};
 use sd_core::loader::single_file::{Checkpoint, Family};
 use sd_core::pipeline::{GenerateRequest, InitImage, LoadOptions, Pipeline, StepControl};
-use sd_core::schedulers::SamplerKind;
+use sd_core::schedulers::{PredictionType, SamplerKind};
 
 fn single(name: &str) -> PathBuf {
     fixtures().join("single_file").join(name)
@@ -211,8 +211,8 @@ fn sd2_v_prediction_single_file_matches_its_folder() {
         false,
     );
     let pipeline = load_file("tiny-sd2.safetensors", with_config("tiny-sd2"));
-    assert_eq!(pipeline.info().prediction_type, "v_prediction");
-    assert_eq!(pipeline.info().family, "sd2");
+    assert_eq!(pipeline.info().prediction_type, PredictionType::VPrediction);
+    assert_eq!(pipeline.info().family, Family::Sd2);
 }
 
 #[test]
@@ -234,7 +234,7 @@ fn sdxl_single_file_matches_its_folder() {
         false,
     );
     let pipeline = load_file("tiny-sdxl.safetensors", with_config("tiny-sdxl"));
-    assert_eq!(pipeline.info().family, "sdxl");
+    assert_eq!(pipeline.info().family, Family::Sdxl);
 }
 
 #[test]
