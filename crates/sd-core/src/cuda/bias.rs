@@ -2,9 +2,8 @@
 //! into the input's own memory.
 #![allow(unsafe_code)] // kernel launches are FFI; every launch below states why its arguments are in bounds.
 
-use candle_core::cuda_backend::cudarc::driver::{
-    CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg,
-};
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
 use candle_core::cuda_backend::{kernel_name, Map2, Map3, WrapErr};
 use candle_core::{CudaDevice, CudaStorage, Layout, Tensor, WithDType};
 

@@ -1,9 +1,7 @@
 //! Launches geglu.cu: diffusers' GEGLU gate, optionally with the projection's bias folded in.
 #![allow(unsafe_code)] // kernel launches are FFI; every launch below states why its arguments are in bounds.
 
-use candle_core::cuda_backend::cudarc::driver::{
-    CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg,
-};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
 use candle_core::cuda_backend::{kernel_name, Map1, Map2, WrapErr};
 use candle_core::{CudaDevice, Layout, Shape, Tensor, WithDType};
 

@@ -1,6 +1,7 @@
 //! Launches softmax.cu: softmax over the last dimension, to a new tensor or over the input itself.
 #![allow(unsafe_code)] // kernel launches are FFI; every launch below states why its arguments are in bounds.
 
+use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
     CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg,
 };
