@@ -2,18 +2,24 @@
 //!
 //! Data flows prompt -> [`tokenizer`] -> [`models::clip`] -> denoise loop ([`models::unet`] + [`schedulers`],
 //! noise from [`rng`]) -> [`models::vae`] -> RGB images. [`loader`] turns a diffusers folder or hub id into
-//! weights and configs; [`pipeline`] strings the pieces together.
+//! weights and configs; [`pipeline`] strings the pieces together. The models are built from the layers of
+//! [`nn`], whose CUDA fast paths live in `cuda` (CUDA builds); [`device`] sets the device up and accounts its
+//! memory, [`verify`] checks the fused kernels against candle.
 
 pub mod adapters;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+pub mod device;
 pub mod error;
-pub mod fused;
 pub mod interrupt;
 pub mod loader;
 pub mod models;
+pub mod nn;
 pub mod pipeline;
 pub mod prompt;
 pub mod rng;
 pub mod schedulers;
 pub mod tokenizer;
+pub mod verify;
 
 pub use error::{CoreError, Result};

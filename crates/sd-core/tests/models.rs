@@ -8,6 +8,8 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use common::*;
 use sd_core::loader::components::{load_text_encoder, load_unet, load_vae};
+use sd_core::models::Family;
+use sd_core::schedulers::PredictionType;
 
 const TOL: f32 = 1e-4;
 
@@ -225,12 +227,15 @@ fn sd2_vae_matches_diffusers() {
 fn model_info_comes_from_the_configs() {
     let p = load("tiny-sd1");
     let info = p.info();
-    assert_eq!(info.family, "sd1");
+    assert_eq!(info.family, Family::Sd1);
     assert_eq!(info.size_multiple, 8);
     assert_eq!((info.default_width, info.default_height), (64, 64));
     assert!(!info.inpainting);
-    assert_eq!(load("tiny-sd2").info().family, "sd2");
-    assert_eq!(load("tiny-sd2").info().prediction_type, "v_prediction");
+    assert_eq!(load("tiny-sd2").info().family, Family::Sd2);
+    assert_eq!(
+        load("tiny-sd2").info().prediction_type,
+        PredictionType::VPrediction
+    );
     assert!(load("tiny-sd1-inpaint").info().inpainting);
 }
 

@@ -10,13 +10,15 @@ use candle_core::{DType, Device, Tensor};
 use common::*;
 use sd_core::loader::components::{load_unet, load_vae};
 use sd_core::models::unet::AddedConditions;
+use sd_core::models::Family;
+use sd_core::schedulers::SamplerKind;
 
 const TOL: f32 = 1e-4;
 
 #[test]
 fn sdxl_prompt_encoding_matches_diffusers() {
     let p = load("tiny-sdxl");
-    assert_eq!(p.info().family, "sdxl");
+    assert_eq!(p.info().family, Family::Sdxl);
     let g = golden("tiny-sdxl", "text_embeds.safetensors");
     // The prompts tools/make_sdxl_fixtures.py encodes.
     let prompt = "a photo of an astronaut riding a horse on mars";
@@ -179,11 +181,11 @@ fn sdxl_vae_matches_diffusers() {
 fn sdxl_inpaint_and_turbo_models_load_with_their_defaults() {
     let inpaint = load("tiny-sdxl-inpaint");
     assert!(inpaint.info().inpainting);
-    assert_eq!(inpaint.info().family, "sdxl");
+    assert_eq!(inpaint.info().family, Family::Sdxl);
     let turbo = load("tiny-sdxl-turbo");
     assert_eq!(turbo.info().default_guidance, 0.0);
     assert!(turbo.info().default_steps <= 4);
-    assert_eq!(turbo.info().default_sampler, "euler_a");
+    assert_eq!(turbo.info().default_sampler, SamplerKind::EulerAncestral);
     for name in ["tiny-sdxl", "tiny-sdxl-inpaint", "tiny-sdxl-turbo"] {
         let unused: Vec<_> = load(name)
             .unused_tensors()

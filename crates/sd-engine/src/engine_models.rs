@@ -85,8 +85,16 @@ impl Engine {
         let model = library.get(&name)?;
         let mut info = (*first).clone();
         info.model = model.path.clone();
-        if let Some(family) = model.family.filter(|family| *family != first.family) {
-            let side = if family == "sdxl" { 1024 } else { 512 };
+        if let Some(family) = model
+            .family
+            .and_then(|family| sd_core::models::Family::parse(&family).ok())
+            .filter(|family| *family != first.family)
+        {
+            let side = if family == sd_core::models::Family::Sdxl {
+                1024
+            } else {
+                512
+            };
             info.default_width = side;
             info.default_height = side;
             info.family = family;
@@ -107,7 +115,7 @@ impl Engine {
                 .map(|mut model| {
                     // What the loader found beats what the scan guessed.
                     if let Some(info) = library.info(&model.name) {
-                        model.family = Some(info.family.clone());
+                        model.family = Some(info.family.to_string());
                     }
                     model
                 })
@@ -125,7 +133,7 @@ impl Engine {
                         name: default.clone(),
                         path: info.model.clone(),
                         format: crate::library::ModelFormat::Reference,
-                        family: Some(info.family.clone()),
+                        family: Some(info.family.to_string()),
                     },
                     hash: self.model_hash(),
                     loaded: true,

@@ -7,7 +7,11 @@
 use std::time::{Duration, Instant};
 
 use image::{Rgb, RgbImage};
-use sd_core::pipeline::{GenerateOutput, GenerateRequest, ModelInfo, StepControl, Timings};
+use sd_core::models::Family;
+use sd_core::pipeline::{
+    DTypeSpec, GenerateOutput, GenerateRequest, ModelInfo, StepControl, Timings,
+};
+use sd_core::schedulers::{PredictionType, SamplerKind};
 use sd_core::CoreError;
 
 use crate::backend::{Backend, StepProgress};
@@ -32,15 +36,15 @@ impl FakeBackend {
     pub fn default_info() -> ModelInfo {
         ModelInfo {
             model: "fake".into(),
-            family: "sd1".into(),
-            prediction_type: "epsilon".into(),
+            family: Family::Sd1,
+            prediction_type: PredictionType::Epsilon,
             device: "cpu".into(),
-            dtype: "f32".into(),
+            dtype: DTypeSpec::F32,
             default_width: 512,
             default_height: 512,
             default_steps: 20,
             default_guidance: 7.5,
-            default_sampler: "pndm".into(),
+            default_sampler: SamplerKind::Pndm,
             size_multiple: 8,
             inpainting: false,
             embeddings: Default::default(),

@@ -18,7 +18,6 @@ mod model_thread;
 pub mod models;
 mod queue;
 mod replies;
-pub mod samplers;
 mod service;
 mod store;
 

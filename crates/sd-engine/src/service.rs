@@ -67,7 +67,7 @@ pub trait JobService: Send + Sync + 'static {
                         name: crate::metadata::model_name(&info.model),
                         path: info.model.clone(),
                         format: ModelFormat::Reference,
-                        family: Some(info.family.clone()),
+                        family: Some(info.family.to_string()),
                     },
                     hash: self.model_hash(),
                     loaded: true,
@@ -81,7 +81,7 @@ pub trait JobService: Send + Sync + 'static {
             .map(|name| ModelEntry {
                 model: LibraryModel {
                     path: name.clone(),
-                    family: self.model_info_named(&name).map(|info| info.family.clone()),
+                    family: self.model_info_named(&name).map(|info| info.family.to_string()),
                     name,
                     format: ModelFormat::Reference,
                 },

@@ -16,11 +16,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     // before the model loads, with their scratch memory handed back, so they add nothing to the peak.
     let checks = {
         let device = options.device.open()?;
-        let checks = sd_core::fused::verify_kernels(&device)?;
-        sd_core::fused::release_cached_memory(&device)?;
+        let checks = sd_core::verify::verify_kernels(&device)?;
+        sd_core::device::release_cached_memory(&device)?;
         checks
     };
-    let in_use = |c: &&sd_core::fused::KernelCheck| {
+    let in_use = |c: &&sd_core::verify::KernelCheck| {
         args.model.flash_attention || c.kernel != "flash_attention"
     };
     if let Some(bad) = checks.iter().filter(in_use).find(|c| !c.passed()) {

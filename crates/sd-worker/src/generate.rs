@@ -226,9 +226,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         args.model.variant.as_deref(),
         &options.hub,
     );
-    let used_sampler = sampler
-        .or_else(|| SamplerKind::parse(&info.default_sampler).ok())
-        .unwrap_or(SamplerKind::Euler);
+    let used_sampler = sampler.unwrap_or(info.default_sampler);
     for (i, image) in output.images.iter().enumerate() {
         let mut params = GenerationParams {
             prompt: request.prompt.clone(),

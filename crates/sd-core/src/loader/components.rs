@@ -11,6 +11,7 @@ use crate::models::clip::{ClipTextConfig, ClipTextModel};
 use crate::models::config::read_model_config;
 use crate::models::unet::{UNet, UNetConfig};
 use crate::models::vae::{AutoencoderKl, VaeConfig};
+use crate::nn::KernelOptions;
 use crate::{CoreError, Result};
 
 /// A network with the weight files it was built from (kept to report unused tensors).
@@ -46,6 +47,7 @@ fn build_error(dir: &Path, weights: &WeightFiles, e: impl std::fmt::Display) -> 
     CoreError::Unsupported(format!("{} ({}): {e}", dir.display(), files.join(", ")))
 }
 
+/// Loads `dir`'s UNet with the default [`KernelOptions`].
 pub fn load_unet(
     dir: &Path,
     dtype: DType,
@@ -55,7 +57,14 @@ pub fn load_unet(
     let config_path = config_file(dir)?;
     let config: UNetConfig = read_model_config(&config_path)?;
     let weights = open_weights(dir, "diffusion_pytorch_model", variant)?;
-    build_unet(config, &config_path, weights, dtype, device)
+    build_unet(
+        config,
+        &config_path,
+        weights,
+        dtype,
+        device,
+        KernelOptions::default(),
+    )
 }
 
 /// Builds a UNet from a config and weights (a folder's, or a component of a single file); `config_path`
@@ -66,16 +75,17 @@ pub fn build_unet(
     weights: Arc<WeightFiles>,
     dtype: DType,
     device: &Device,
+    kernels: KernelOptions,
 ) -> Result<Loaded<UNet>> {
-    let model = UNet::new(var_builder(&weights, dtype, device), config, config_path).map_err(
-        |e| match e {
-            CoreError::Candle(e) => build_error(config_path, &weights, e),
-            other => other,
-        },
-    )?;
+    let vb = var_builder(&weights, dtype, device);
+    let model = UNet::new(vb, config, config_path, kernels).map_err(|e| match e {
+        CoreError::Candle(e) => build_error(config_path, &weights, e),
+        other => other,
+    })?;
     Ok(Loaded { model, weights })
 }
 
+/// Loads `dir`'s VAE with the default [`KernelOptions`].
 pub fn load_vae(
     dir: &Path,
     dtype: DType,
@@ -85,7 +95,14 @@ pub fn load_vae(
     let config_path = config_file(dir)?;
     let config: VaeConfig = read_model_config(&config_path)?;
     let weights = open_weights(dir, "diffusion_pytorch_model", variant)?;
-    build_vae(config, &config_path, weights, dtype, device)
+    build_vae(
+        config,
+        &config_path,
+        weights,
+        dtype,
+        device,
+        KernelOptions::default(),
+    )
 }
 
 pub fn build_vae(
@@ -94,12 +111,13 @@ pub fn build_vae(
     weights: Arc<WeightFiles>,
     dtype: DType,
     device: &Device,
+    kernels: KernelOptions,
 ) -> Result<Loaded<AutoencoderKl>> {
-    let model = AutoencoderKl::new(var_builder(&weights, dtype, device), config, config_path)
-        .map_err(|e| match e {
-            CoreError::Candle(e) => build_error(config_path, &weights, e),
-            other => other,
-        })?;
+    let vb = var_builder(&weights, dtype, device);
+    let model = AutoencoderKl::new(vb, config, config_path, kernels).map_err(|e| match e {
+        CoreError::Candle(e) => build_error(config_path, &weights, e),
+        other => other,
+    })?;
     Ok(Loaded { model, weights })
 }
 

@@ -1,12 +1,12 @@
 //! diffusers' `Attention` (self- and cross-attention with heads) and the UNet's `Transformer2DModel` /
 //! `BasicTransformerBlock`, plus the single-head spatial attention of the VAE's mid block.
 
-use candle_core::{DType, Module, Tensor};
+use candle_core::{Module, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 
-use crate::fused::{
-    conv2d, flash_attention, group_norm, layer_norm, linear, linear_geglu, softmax_last_dim_owned,
-    Conv2d, GroupNorm, LayerNorm, Linear,
+use crate::nn::{
+    attend_split, conv2d, group_norm, layer_norm, linear, split_heads, Conv2d, GroupNorm,
+    KernelOptions, LayerNorm, Linear, ScaledDotProduct,
 };
 
 /// Multi-head attention: `to_q`, `to_k`, `to_v`, `to_out.0`.
@@ -22,6 +22,7 @@ pub struct Attention {
     qkv: Option<Linear>,
     kv: Option<Linear>,
     heads: usize,
+    sdp: ScaledDotProduct,
     /// Scores and softmax in f32 even for half-precision models (diffusers' `upcast_attention`/`upcast_softmax`).
     upcast: bool,
 }
@@ -31,11 +32,12 @@ impl Attention {
         vb: VarBuilder,
         query_dim: usize,
         context_dim: Option<usize>,
-        heads: usize,
         head_dim: usize,
         qkv_bias: bool,
-        upcast: bool,
+        spec: &TransformerSpec,
     ) -> candle_core::Result<Self> {
+        let (heads, upcast) = (spec.heads, spec.upcast);
+        let sdp = ScaledDotProduct::new(spec.kernels);
         let inner = heads * head_dim;
         let self_attention = context_dim.is_none();
         let context_dim = context_dim.unwrap_or(query_dim);
@@ -95,6 +97,7 @@ impl Attention {
                 kv: None,
                 to_out,
                 heads,
+                sdp,
                 upcast,
             });
         }
@@ -112,6 +115,7 @@ impl Attention {
                 kv: Some(Linear::new(w, b)),
                 to_out,
                 heads,
+                sdp,
                 upcast,
             });
         }
@@ -123,6 +127,7 @@ impl Attention {
             kv: None,
             to_out,
             heads,
+            sdp,
             upcast,
         })
     }
@@ -150,7 +155,7 @@ impl Attention {
             if self.upcast {
                 return Ok(None);
             }
-            flash_attention(q, k, v, heads)
+            self.sdp.flash(q, k, v, heads)
         };
         let (q, k, v) = match (&self.qkv, &self.kv, context) {
             (Some(qkv), _, None) => {
@@ -200,16 +205,8 @@ impl Attention {
                 )
             }
         };
-        attend(&q, &k, &v, self.upcast)
+        attend_split(&q, &k, &v, self.upcast)
     }
-}
-
-/// `[b, n, heads * d]` -> `[b, heads, n, d]` (contiguous).
-fn split_heads(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
-    let (b, n, inner) = t.dims3()?;
-    t.reshape((b, n, heads, inner / heads))?
-        .transpose(1, 2)?
-        .contiguous()
 }
 
 /// `[b, n, parts * heads * d]` -> `parts` tensors `[b, heads, n, d]`, with one copy for all of them.
@@ -221,60 +218,6 @@ fn split_fused_heads(t: &Tensor, parts: usize, heads: usize) -> candle_core::Res
         .permute((2, 0, 3, 1, 4))?
         .contiguous()?;
     (0..parts).map(|i| all.get(i)).collect()
-}
-
-/// The most bytes of attention scores held at once. Larger problems (SDXL's VAE has 16k x 16k scores per image)
-/// run in slices of query rows, so peak memory stays flat whatever the image size.
-const SCORE_CHUNK_BYTES: usize = 128 << 20;
-
-/// softmax(q k^T / sqrt(d)) v over `heads`, inputs and output `[batch, tokens, heads * d]`. Scores and softmax
-/// stay in the model's dtype (the softmax kernel accumulates in f32) unless `upcast` asks for f32 throughout.
-pub fn scaled_dot_product(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    heads: usize,
-    upcast: bool,
-) -> candle_core::Result<Tensor> {
-    if !upcast {
-        if let Some(out) = flash_attention(q, k, v, heads)? {
-            return Ok(out);
-        }
-    }
-    attend(
-        &split_heads(q, heads)?,
-        &split_heads(k, heads)?,
-        &split_heads(v, heads)?,
-        upcast,
-    )
-}
-
-/// Attention over heads already split: `q` `[b, h, n, d]`, `k`/`v` `[b, h, m, d]` -> `[b, n, h * d]`.
-fn attend(q: &Tensor, k: &Tensor, v: &Tensor, upcast: bool) -> candle_core::Result<Tensor> {
-    let (b, heads, n, d) = q.dims4()?;
-    let m = k.dim(2)?;
-    let dtype = q.dtype();
-    let compute = if upcast { DType::F32 } else { dtype };
-    // Scaling q (n x d) is cheaper than scaling the n x m scores.
-    let q = (q.to_dtype(compute)? * (d as f64).powf(-0.5))?;
-    let k_t = k.to_dtype(compute)?.t()?;
-    let attend_rows = |q: &Tensor| -> candle_core::Result<Tensor> {
-        let probs = softmax_last_dim_owned(q.matmul(&k_t)?)?;
-        probs.to_dtype(dtype)?.matmul(v)
-    };
-    let row_bytes = b * heads * m * compute.size_in_bytes();
-    let rows = (SCORE_CHUNK_BYTES / row_bytes.max(1)).max(1);
-    let out = if rows >= n {
-        attend_rows(&q)?
-    } else {
-        let mut parts = Vec::with_capacity(n.div_ceil(rows));
-        for start in (0..n).step_by(rows) {
-            let len = rows.min(n - start);
-            parts.push(attend_rows(&q.narrow(2, start, len)?.contiguous()?)?);
-        }
-        Tensor::cat(&parts, 2)?
-    };
-    out.transpose(1, 2)?.reshape((b, n, heads * d))
 }
 
 /// GEGLU feed-forward: `ff.net.0.proj` (to 2x inner), gelu gate, `ff.net.2`.
@@ -295,7 +238,7 @@ impl FeedForward {
     /// `ff(x) + residual`.
     fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
         self.proj_out
-            .forward_residual(&linear_geglu(x, &self.proj_in)?, residual)
+            .forward_residual(&self.proj_in.forward_geglu(x)?, residual)
     }
 }
 
@@ -319,24 +262,15 @@ impl TransformerBlock {
         };
         Ok(Self {
             norm1: layer_norm(dim, 1e-5, vb.pp("norm1"))?,
-            attn1: Attention::new(
-                vb.pp("attn1"),
-                dim,
-                self_ctx,
-                spec.heads,
-                head_dim,
-                false,
-                spec.upcast,
-            )?,
+            attn1: Attention::new(vb.pp("attn1"), dim, self_ctx, head_dim, false, spec)?,
             norm2: layer_norm(dim, 1e-5, vb.pp("norm2"))?,
             attn2: Attention::new(
                 vb.pp("attn2"),
                 dim,
                 Some(spec.context_dim),
-                spec.heads,
                 head_dim,
                 false,
-                spec.upcast,
+                spec,
             )?,
             norm3: layer_norm(dim, 1e-5, vb.pp("norm3"))?,
             ff: FeedForward::new(vb.pp("ff"), dim)?,
@@ -370,6 +304,8 @@ pub struct TransformerSpec {
     pub linear_projection: bool,
     pub upcast: bool,
     pub only_cross_attention: bool,
+    /// Options of the layers built from this spec (flash attention, the 1x1 projections' convolutions).
+    pub kernels: KernelOptions,
 }
 
 enum Projection {
@@ -401,6 +337,7 @@ impl SpatialTransformer {
                     1,
                     Conv2dConfig::default(),
                     vb.pp(name),
+                    spec.kernels,
                 )?)
             })
         };
@@ -483,9 +420,12 @@ impl VaeAttention {
         let q = self.q.forward(&tokens)?;
         let k = self.k.forward(&tokens)?;
         let v = self.v.forward(&tokens)?;
-        let out = self
-            .out
-            .forward(&scaled_dot_product(&q, &k, &v, 1, true)?)?;
+        let out = self.out.forward(&attend_split(
+            &split_heads(&q, 1)?,
+            &split_heads(&k, 1)?,
+            &split_heads(&v, 1)?,
+            true,
+        )?)?;
         out.transpose(1, 2)?.reshape((b, c, h, w))? + x
     }
 }

@@ -3,6 +3,9 @@
 pub mod attention;
 pub mod clip;
 pub mod config;
+mod family;
 pub mod resnet;
 pub mod unet;
 pub mod vae;
+
+pub use family::Family;

@@ -3,7 +3,9 @@
 use candle_core::{Module, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 
-use crate::fused::{add_per_channel, conv2d, group_norm, linear, Conv2d, GroupNorm, Linear};
+use crate::nn::{
+    add_per_channel, conv2d, group_norm, linear, Conv2d, GroupNorm, KernelOptions, Linear,
+};
 
 pub struct ResnetBlock {
     norm1: GroupNorm,
@@ -22,6 +24,8 @@ pub struct ResnetSpec {
     /// `None` for the VAE's resnets, which take no time embedding.
     pub temb_channels: Option<usize>,
     pub output_scale_factor: f64,
+    /// Options of the layers built from this spec.
+    pub kernels: KernelOptions,
 }
 
 impl ResnetBlock {
@@ -46,16 +50,17 @@ impl ResnetBlock {
                 1,
                 Conv2dConfig::default(),
                 vb.pp("conv_shortcut"),
+                spec.kernels,
             )?)
         } else {
             None
         };
         Ok(Self {
             norm1: group_norm(spec.groups, in_ch, spec.eps, vb.pp("norm1"))?,
-            conv1: conv2d(in_ch, out_ch, 3, conv3, vb.pp("conv1"))?,
+            conv1: conv2d(in_ch, out_ch, 3, conv3, vb.pp("conv1"), spec.kernels)?,
             time_emb_proj,
             norm2: group_norm(spec.groups, out_ch, spec.eps, vb.pp("norm2"))?,
-            conv2: conv2d(out_ch, out_ch, 3, conv3, vb.pp("conv2"))?,
+            conv2: conv2d(out_ch, out_ch, 3, conv3, vb.pp("conv2"), spec.kernels)?,
             shortcut,
             output_scale_factor: spec.output_scale_factor,
         })
@@ -94,14 +99,19 @@ pub struct Downsample {
 }
 
 impl Downsample {
-    pub fn new(vb: VarBuilder, channels: usize, padding: usize) -> candle_core::Result<Self> {
+    pub fn new(
+        vb: VarBuilder,
+        channels: usize,
+        padding: usize,
+        kernels: KernelOptions,
+    ) -> candle_core::Result<Self> {
         let cfg = Conv2dConfig {
             padding,
             stride: 2,
             ..Default::default()
         };
         Ok(Self {
-            conv: conv2d(channels, channels, 3, cfg, vb.pp("conv"))?,
+            conv: conv2d(channels, channels, 3, cfg, vb.pp("conv"), kernels)?,
             asymmetric_pad: padding == 0,
         })
     }
@@ -122,13 +132,17 @@ pub struct Upsample {
 }
 
 impl Upsample {
-    pub fn new(vb: VarBuilder, channels: usize) -> candle_core::Result<Self> {
+    pub fn new(
+        vb: VarBuilder,
+        channels: usize,
+        kernels: KernelOptions,
+    ) -> candle_core::Result<Self> {
         let cfg = Conv2dConfig {
             padding: 1,
             ..Default::default()
         };
         Ok(Self {
-            conv: conv2d(channels, channels, 3, cfg, vb.pp("conv"))?,
+            conv: conv2d(channels, channels, 3, cfg, vb.pp("conv"), kernels)?,
         })
     }
 

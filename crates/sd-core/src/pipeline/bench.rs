@@ -42,10 +42,10 @@ pub struct BenchReport {
     /// Every timed end-to-end run, seconds.
     pub end_to_end_runs_s: Vec<f64>,
     /// Device memory after loading and after all runs (CUDA).
-    pub memory_after_load: Option<crate::fused::MemoryReport>,
-    pub memory_after_runs: Option<crate::fused::MemoryReport>,
+    pub memory_after_load: Option<crate::device::MemoryReport>,
+    pub memory_after_runs: Option<crate::device::MemoryReport>,
     /// High-water marks of each phase (text encoding, UNet step, VAE decode, end to end), CUDA only.
-    pub memory_by_phase: Vec<(String, crate::fused::MemoryReport)>,
+    pub memory_by_phase: Vec<(String, crate::device::MemoryReport)>,
     #[serde(skip)]
     pub image: Option<RgbImage>,
     /// The measured components' outputs (text context, guided noise prediction, decoded pixels) in f32, to
@@ -117,18 +117,18 @@ impl Pipeline {
         };
         self.validate(&req)?;
         let reps = spec.component_repeats;
-        let memory_after_load = crate::fused::memory_report(&self.device)?;
+        let memory_after_load = crate::device::memory_report(&self.device)?;
 
         // Each phase's pool high-water marks: read when the next phase starts, then restarted.
         let mut memory_by_phase = Vec::new();
         let mut current: Option<&'static str> = None;
         let mut phase = |next: Option<&'static str>| -> Result<()> {
             if let Some(done) = current {
-                if let Some(report) = crate::fused::memory_report(&self.device)? {
+                if let Some(report) = crate::device::memory_report(&self.device)? {
                     memory_by_phase.push((done.to_string(), report));
                 }
             }
-            crate::fused::reset_memory_high(&self.device)?;
+            crate::device::reset_memory_high(&self.device)?;
             current = next;
             if let Some(name) = next {
                 phase(name);
@@ -177,7 +177,7 @@ impl Pipeline {
             (
                 "noise_pred".to_string(),
                 // The step a profiler attached with `--profile-from-start off` records.
-                f32(crate::fused::profiled(&self.device, || {
+                f32(crate::device::profiled(&self.device, || {
                     self.predict_noise(scheduler.as_ref(), &latents, t, cond, guidance, None)
                         .map_err(candle_core::Error::wrap)
                 })?)?,
@@ -200,7 +200,7 @@ impl Pipeline {
             runs.push(seconds);
         }
         phase(None)?;
-        let memory_after_runs = crate::fused::memory_report(&self.device)?;
+        let memory_after_runs = crate::device::memory_report(&self.device)?;
         Ok(BenchReport {
             memory_by_phase,
             memory_after_load,

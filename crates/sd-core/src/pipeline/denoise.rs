@@ -175,9 +175,9 @@ impl Pipeline {
     fn decode_to_pixels_reporting(&self, latents: &Tensor) -> Result<(Tensor, bool)> {
         // The UNet's cached activations and the VAE's (several times larger at full resolution) would otherwise
         // both stay reserved: peak memory is then the larger of the two phases, not their union.
-        crate::fused::release_cached_memory(&self.device)?;
+        crate::device::release_cached_memory(&self.device)?;
         let out = self.decode_to_pixels_cached(latents)?;
-        crate::fused::release_cached_memory(&self.device)?;
+        crate::device::release_cached_memory(&self.device)?;
         Ok(out)
     }
 

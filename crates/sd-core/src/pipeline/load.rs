@@ -11,10 +11,10 @@ use super::{DTypeSpec, LoadOptions, ModelInfo, Pipeline};
 use crate::adapters::apply::capture;
 use crate::adapters::{Component, LoraLibrary, LoraTargets};
 use crate::loader::components::{build_text_encoder, build_unet, build_vae};
-use crate::loader::single_file::Family;
 use crate::models::clip::{ClipTextConfig, ClipTextModel};
 use crate::models::unet::{UNet, UNetConfig};
 use crate::models::vae::AutoencoderKl;
+use crate::models::Family;
 use crate::schedulers::SamplerKind;
 use crate::tokenizer::ClipTokenizer;
 use crate::Result;
@@ -24,12 +24,7 @@ impl Pipeline {
     /// single-file `.safetensors` checkpoint.
     pub fn load(model: &str, options: &LoadOptions) -> Result<Self> {
         let device = options.device.open()?;
-        crate::fused::set_flash_attention(options.flash_attention);
-        crate::fused::set_conv_workspace_limit(
-            options
-                .conv_workspace_limit_mib
-                .map_or(usize::MAX, |mib| mib.saturating_mul(1 << 20)),
-        );
+        let kernels = options.kernels();
         let dtype = options.dtype.dtype();
         if device.is_cpu() && options.dtype != DTypeSpec::F32 {
             tracing::warn!("half precision on the CPU is slow and imprecise; f32 is recommended");
@@ -71,23 +66,20 @@ impl Pipeline {
                 parts.unet.weights,
                 dtype,
                 &device,
+                kernels,
             )
         });
         let unet = unet?;
         lora_targets.add(Component::Unet, recorded);
-        let family = match parts.family {
-            Some(f) => f.name(),
-            None => detect_family(&te_config, &unet_config),
-        };
-        let vae_part = sources::open_vae(
-            parts.vae,
-            Family::parse(family).unwrap_or(Family::Sd1),
-            options,
-        )?;
+        let family = parts
+            .family
+            .unwrap_or_else(|| detect_family(&te_config, &unet_config));
+        let vae_part = sources::open_vae(parts.vae, family, options)?;
         let vae_config = vae_part.config.clone();
         // As diffusers: only the SDXL pipelines honour `force_upcast` (SD 1.x/2.x decode in the model's dtype,
         // although their configs leave `force_upcast` at its default of true).
-        let vae_dtype = if family == "sdxl" && vae_config.force_upcast && dtype == DType::F16 {
+        let vae_dtype = if family == Family::Sdxl && vae_config.force_upcast && dtype == DType::F16
+        {
             DType::F32
         } else {
             dtype
@@ -98,15 +90,15 @@ impl Pipeline {
             vae_part.weights,
             vae_dtype,
             &device,
+            kernels,
         )?;
         let tokenizer = parts.tokenizer;
         let scheduler_config = parts.scheduler;
-        let default_sampler =
-            SamplerKind::from_config(&scheduler_config).unwrap_or(SamplerKind::Euler);
+        let default_sampler = SamplerKind::default_for(&scheduler_config);
 
         let force_zeros_for_empty_prompt = parts
             .force_zeros_for_empty_prompt
-            .unwrap_or(family == "sdxl");
+            .unwrap_or(family == Family::Sdxl);
         let turbo = scheduler_config.timestep_spacing.as_deref() == Some("trailing");
         let size_multiple = vae_config.downscale_factor();
         let default_side = unet_config
@@ -115,27 +107,24 @@ impl Pipeline {
             .unwrap_or(512);
         let info = ModelInfo {
             model: parts.reference.clone(),
-            family: family.to_string(),
-            prediction_type: scheduler_config
-                .prediction_type
-                .clone()
-                .unwrap_or_else(|| "epsilon".into()),
+            family,
+            prediction_type: scheduler_config.prediction()?,
             device: options.device.to_string(),
-            dtype: options.dtype.name().to_string(),
+            dtype: options.dtype,
             default_width: default_side,
             default_height: default_side,
             // Turbo/distilled models (trailing timestep spacing) are meant for 1-4 steps without guidance.
             default_steps: if turbo { 1 } else { 20 },
             default_guidance: if turbo { 0.0 } else { 7.5 },
-            default_sampler: default_sampler.name().to_string(),
+            default_sampler,
             size_multiple,
             inpainting: unet_config.in_channels == 9,
             embeddings: Default::default(),
         };
         // Loading leaves freed staging memory in the pool (the separate q/k/v weights that were concatenated,
         // f32 copies of half weights): hand it back so it does not count towards the process for good.
-        crate::fused::release_cached_memory(&device)?;
-        tracing::info!(model = %info.model, family, device = %info.device, dtype = %info.dtype, "model loaded");
+        crate::device::release_cached_memory(&device)?;
+        tracing::info!(model = %info.model, family = %family, device = %info.device, dtype = %info.dtype, "model loaded");
         let embeddings = crate::prompt::EmbeddingStore::load(
             &options.embedding_dirs,
             (
@@ -246,13 +235,13 @@ impl Pipeline {
 }
 
 /// The family, from what the configs say the networks are (not from names).
-fn detect_family(te: &ClipTextConfig, unet: &UNetConfig) -> &'static str {
+fn detect_family(te: &ClipTextConfig, unet: &UNetConfig) -> Family {
     if unet.addition_embed_type.as_deref() == Some("text_time") {
-        "sdxl"
+        Family::Sdxl
     } else if te.hidden_act == "gelu" {
         // OpenCLIP ViT-H text encoders (SD 2.x) use exact GELU; OpenAI CLIP ViT-L (SD 1.x) uses quick GELU.
-        "sd2"
+        Family::Sd2
     } else {
-        "sd1"
+        Family::Sd1
     }
 }

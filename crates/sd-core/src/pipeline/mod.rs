@@ -70,8 +70,9 @@ pub enum DeviceSpec {
     Metal(usize),
 }
 
-/// The compute dtype: f32 everywhere; f16/bf16 on GPUs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The compute dtype: f32 everywhere; f16/bf16 on GPUs. Serialises as [`DTypeSpec::name`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DTypeSpec {
     F32,
     F16,
@@ -93,9 +94,9 @@ pub struct LoadOptions {
     /// With [`VaeTiling::Auto`] on the CPU and Metal: the most bytes a whole VAE pass may need before it is
     /// tiled instead (`None`: no limit). CUDA ignores it: it tries whole and tiles after out-of-memory.
     pub vae_memory_budget: Option<u64>,
-    /// Use the fused flash-attention kernel where it applies (CUDA, half precision); process-wide.
+    /// Use the fused flash-attention kernel where it applies (CUDA, half precision); this model's layers.
     pub flash_attention: bool,
-    /// The most scratch memory (MiB) one cuDNN convolution may use; process-wide. `None`: cuDNN's choice.
+    /// The most scratch memory (MiB) one cuDNN convolution of this model may use. `None`: cuDNN's choice.
     pub conv_workspace_limit_mib: Option<usize>,
     /// Folders of textual-inversion embeddings (`.safetensors`), read at load.
     pub embedding_dirs: Vec<std::path::PathBuf>,
@@ -136,6 +137,18 @@ impl VaeTiling {
     }
 }
 
+impl LoadOptions {
+    /// The options the model's layers are built with.
+    pub fn kernels(&self) -> crate::nn::KernelOptions {
+        crate::nn::KernelOptions {
+            flash_attention: self.flash_attention,
+            conv_workspace_limit: self
+                .conv_workspace_limit_mib
+                .map_or(usize::MAX, |mib| mib.saturating_mul(1 << 20)),
+        }
+    }
+}
+
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
@@ -160,15 +173,15 @@ impl Default for LoadOptions {
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ModelInfo {
     pub model: String,
-    pub family: String,
-    pub prediction_type: String,
+    pub family: crate::models::Family,
+    pub prediction_type: crate::schedulers::PredictionType,
     pub device: String,
-    pub dtype: String,
+    pub dtype: DTypeSpec,
     pub default_width: usize,
     pub default_height: usize,
     pub default_steps: usize,
     pub default_guidance: f64,
-    pub default_sampler: String,
+    pub default_sampler: SamplerKind,
     /// Width and height must be multiples of this (the VAE's downscale factor).
     pub size_multiple: usize,
     /// The UNet takes masked-image latents (in_channels 9): an inpainting checkpoint.
@@ -287,7 +300,7 @@ impl DeviceSpec {
             Self::Cuda(n) => {
                 let device = Device::new_cuda(*n)
                     .map_err(|e| unavailable(&format!("cuda:{n} (is this a CUDA build?)"), e))?;
-                crate::fused::configure_device(&device)?;
+                crate::device::configure_device(&device)?;
                 Ok(device)
             }
             Self::Metal(n) => Device::new_metal(*n)
@@ -303,6 +316,12 @@ impl std::fmt::Display for DeviceSpec {
             Self::Cuda(n) => write!(f, "cuda:{n}"),
             Self::Metal(n) => write!(f, "metal:{n}"),
         }
+    }
+}
+
+impl std::fmt::Display for DTypeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

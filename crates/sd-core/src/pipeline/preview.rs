@@ -4,6 +4,7 @@
 use candle_core::{DType, IndexOp, Tensor};
 use image::RgbImage;
 
+use crate::models::Family;
 use crate::Result;
 
 /// SD 1.x / 2.x latents (4 channels) to RGB.
@@ -28,9 +29,9 @@ pub struct LatentPreviewer {
 }
 
 impl LatentPreviewer {
-    pub fn for_family(family: &str, latent_channels: usize) -> Self {
+    pub fn for_family(family: Family, latent_channels: usize) -> Self {
         let (factors, bias) = match (family, latent_channels) {
-            ("sdxl", 4) => (SDXL_FACTORS.to_vec(), SDXL_BIAS),
+            (Family::Sdxl, 4) => (SDXL_FACTORS.to_vec(), SDXL_BIAS),
             (_, 4) => (SD_FACTORS.to_vec(), [0.0; 3]),
             // Unknown latent spaces: a grey average of the channels.
             (_, n) => (vec![[1.0 / n.max(1) as f32; 3]; n], [0.0; 3]),
@@ -69,7 +70,7 @@ mod tests {
     #[test]
     fn preview_maps_each_latent_pixel_to_one_rgb_pixel() {
         let latents = Tensor::zeros((2, 4, 3, 5), DType::F32, &candle_core::Device::Cpu).unwrap();
-        let img = LatentPreviewer::for_family("sd1", 4)
+        let img = LatentPreviewer::for_family(Family::Sd1, 4)
             .preview(&latents)
             .unwrap();
         assert_eq!((img.width(), img.height()), (5, 3));
@@ -82,7 +83,7 @@ mod tests {
         let mut data = vec![0f32; 4 * 2 * 2];
         data[..4].fill(1.0); // channel 0 = 1
         let latents = Tensor::from_vec(data, (1, 4, 2, 2), &candle_core::Device::Cpu).unwrap();
-        let img = LatentPreviewer::for_family("sd1", 4)
+        let img = LatentPreviewer::for_family(Family::Sd1, 4)
             .preview(&latents)
             .unwrap();
         let expected = |f: f32| (((f + 1.0) / 2.0) * 255.0).round() as u8;

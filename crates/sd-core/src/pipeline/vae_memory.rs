@@ -125,7 +125,7 @@ impl Pipeline {
                 Ok(out) => Ok((out, false)),
                 Err(e) if is_out_of_memory(&e) => {
                     tracing::warn!(error = %e, "whole VAE pass ran out of memory; tiling it");
-                    crate::fused::release_cached_memory(&self.device)?;
+                    crate::device::release_cached_memory(&self.device)?;
                     Ok((tiled()?, true))
                 }
                 Err(e) => Err(e),

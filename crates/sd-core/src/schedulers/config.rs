@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
+pub use super::class::{BetaSchedule, PredictionType, SchedulerClass, TimestepSpacing};
 use super::schedule;
 use crate::{CoreError, Result};
 
@@ -57,114 +58,15 @@ pub struct SchedulerConfig {
     pub source: Option<PathBuf>,
 }
 
-/// The diffusers scheduler classes we implement; each has its own defaults for missing keys.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SchedulerClass {
-    Ddim,
-    Pndm,
-    EulerDiscrete,
-    EulerAncestralDiscrete,
-    HeunDiscrete,
-    DpmSolverMultistep,
-    UniPcMultistep,
-    Lcm,
-}
-
-impl SchedulerClass {
-    pub fn class_name(self) -> &'static str {
-        match self {
-            Self::Ddim => "DDIMScheduler",
-            Self::Pndm => "PNDMScheduler",
-            Self::EulerDiscrete => "EulerDiscreteScheduler",
-            Self::EulerAncestralDiscrete => "EulerAncestralDiscreteScheduler",
-            Self::HeunDiscrete => "HeunDiscreteScheduler",
-            Self::DpmSolverMultistep => "DPMSolverMultistepScheduler",
-            Self::UniPcMultistep => "UniPCMultistepScheduler",
-            Self::Lcm => "LCMScheduler",
-        }
-    }
-
-    fn default_beta_start(self) -> f64 {
-        match self {
-            Self::HeunDiscrete | Self::Lcm => 0.00085,
-            _ => 0.0001,
-        }
-    }
-
-    fn default_beta_end(self) -> f64 {
-        match self {
-            Self::HeunDiscrete | Self::Lcm => 0.012,
-            _ => 0.02,
-        }
-    }
-
-    fn default_beta_schedule(self) -> &'static str {
-        match self {
-            Self::Lcm => "scaled_linear",
-            _ => "linear",
-        }
-    }
-
-    fn default_timestep_spacing(self) -> TimestepSpacing {
-        match self {
-            Self::Ddim | Self::Pndm | Self::Lcm => TimestepSpacing::Leading,
-            _ => TimestepSpacing::Linspace,
-        }
-    }
-
-    /// PNDM and Heun have no `rescale_betas_zero_snr` argument, so the key is ignored for them.
-    fn accepts_zero_snr(self) -> bool {
-        !matches!(self, Self::Pndm | Self::HeunDiscrete)
-    }
-
-    /// The sigma-based classes pin the last `alphas_cumprod` to 2^-24 after a zero-SNR rescale.
-    fn pins_zero_snr_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::EulerDiscrete
-                | Self::EulerAncestralDiscrete
-                | Self::DpmSolverMultistep
-                | Self::UniPcMultistep
-        )
-    }
-
-    fn prediction_types(self) -> &'static [PredictionType] {
-        use PredictionType::*;
-        match self {
-            Self::Pndm | Self::EulerAncestralDiscrete => &[Epsilon, VPrediction],
-            _ => &[Epsilon, VPrediction, Sample],
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum BetaSchedule {
-    Linear {
-        start: f64,
-        end: f64,
-    },
-    ScaledLinear {
-        start: f64,
-        end: f64,
-    },
-    SquaredCosCapV2,
-    /// Only HeunDiscreteScheduler accepts it.
-    Exp,
-    Trained(Vec<f64>),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PredictionType {
-    Epsilon,
-    VPrediction,
-    Sample,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TimestepSpacing {
-    Leading,
-    Linspace,
-    Trailing,
+/// Boolean options of the diffusers classes that this crate refuses when set.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Flag {
+    Thresholding,
+    ExponentialSigmas,
+    BetaSigmas,
+    LuLambdas,
+    FlowSigmas,
+    DynamicShifting,
 }
 
 /// The keys every class shares, resolved for one class.
@@ -201,6 +103,22 @@ impl SchedulerConfig {
         self.prediction_type.as_deref().unwrap_or("epsilon")
     }
 
+    /// The prediction type the file states (default `epsilon`), or an error naming the file for a name diffusers
+    /// does not have.
+    pub fn prediction(&self) -> Result<PredictionType> {
+        let name = self.prediction_type_name();
+        PredictionType::from_name(name).ok_or_else(|| {
+            let path = self
+                .source
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("scheduler_config.json"));
+            CoreError::config(
+                path,
+                format!("unsupported prediction_type `{name}` (expected epsilon, v_prediction or sample)"),
+            )
+        })
+    }
+
     /// The training `alphas_cumprod` (f32, as diffusers holds it) that `class` derives from this config.
     pub fn alphas_cumprod(&self, class: SchedulerClass) -> Result<Vec<f32>> {
         Ok(self.common(class)?.alphas_cumprod)
@@ -220,14 +138,20 @@ impl SchedulerConfig {
     }
 
     /// Rejects `key = true` for an option `class` has but we do not implement.
-    pub(crate) fn reject_flag(
-        &self,
-        class: SchedulerClass,
-        key: &str,
-        value: Option<bool>,
-    ) -> Result<()> {
-        if value == Some(true) {
-            return Err(self.invalid(class, format!("`{key}: true` is not supported")));
+    /// An error naming the first of `flags` the file sets to true (options of `class` we do not implement).
+    pub(crate) fn reject_flags(&self, class: SchedulerClass, flags: &[Flag]) -> Result<()> {
+        for flag in flags {
+            let (key, value) = match flag {
+                Flag::Thresholding => ("thresholding", self.thresholding),
+                Flag::ExponentialSigmas => ("use_exponential_sigmas", self.use_exponential_sigmas),
+                Flag::BetaSigmas => ("use_beta_sigmas", self.use_beta_sigmas),
+                Flag::LuLambdas => ("use_lu_lambdas", self.use_lu_lambdas),
+                Flag::FlowSigmas => ("use_flow_sigmas", self.use_flow_sigmas),
+                Flag::DynamicShifting => ("use_dynamic_shifting", self.use_dynamic_shifting),
+            };
+            if value == Some(true) {
+                return Err(self.invalid(class, format!("`{key}: true` is not supported")));
+            }
         }
         Ok(())
     }
@@ -342,16 +266,6 @@ impl SchedulerConfig {
                 class,
                 format!("unsupported final_sigmas_type `{other}` (expected zero or sigma_min)"),
             )),
-        }
-    }
-}
-
-impl PredictionType {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Epsilon => "epsilon",
-            Self::VPrediction => "v_prediction",
-            Self::Sample => "sample",
         }
     }
 }

@@ -6,10 +6,10 @@
 
 use candle_core::Tensor;
 
-use super::config::{PredictionType, SchedulerClass, SchedulerConfig};
+use super::config::{Flag, PredictionType, SchedulerClass, SchedulerConfig};
 use super::schedule::{interp_train, log_f32, np_round, sigma_to_t, sqrt_f32, train_sigmas};
-use super::{ops, sigmas, timesteps, Scheduler, StepCursor};
-use crate::rng::BatchRng;
+use super::sigmas::{self, Point};
+use super::{ops, timesteps, Scheduled, Solver, StepInput, Steps};
 use crate::Result;
 
 const CLASS: SchedulerClass = SchedulerClass::DpmSolverMultistep;
@@ -29,8 +29,6 @@ enum SolverType {
 }
 
 pub struct DpmSolverMultistep {
-    sigmas: Vec<f32>,
-    timesteps: Vec<f64>,
     prediction_type: PredictionType,
     algorithm: Algorithm,
     solver_type: SolverType,
@@ -41,22 +39,7 @@ pub struct DpmSolverMultistep {
     /// Converted model outputs of the last `solver_order` steps, oldest first.
     model_outputs: Vec<Option<Tensor>>,
     lower_order_nums: usize,
-    cursor: StepCursor,
-}
-
-/// `(alpha_t, sigma_t)` of the VP process for a k-diffusion sigma: `alpha = 1 / sqrt(sigma^2 + 1)`.
-fn alpha_sigma(sigma: f32) -> (f32, f32) {
-    let alpha = 1.0 / sqrt_f32(sigma * sigma + 1.0);
-    (alpha, sigma * alpha)
-}
-
-/// `log(alpha) - log(sigma)`, the half log-SNR the solver steps in.
-fn lambda(alpha: f32, sigma: f32) -> f32 {
-    ln(alpha) - ln(sigma)
-}
-
-fn ln(x: f32) -> f32 {
-    (x as f64).ln() as f32
+    sigmas: Vec<f32>,
 }
 
 fn exp(x: f32) -> f32 {
@@ -69,17 +52,17 @@ impl DpmSolverMultistep {
         config: &SchedulerConfig,
         num_inference_steps: usize,
         use_karras_sigmas: bool,
-    ) -> Result<Self> {
-        for (key, value) in [
-            ("thresholding", config.thresholding),
-            ("use_exponential_sigmas", config.use_exponential_sigmas),
-            ("use_beta_sigmas", config.use_beta_sigmas),
-            ("use_lu_lambdas", config.use_lu_lambdas),
-            ("use_flow_sigmas", config.use_flow_sigmas),
-            ("use_dynamic_shifting", config.use_dynamic_shifting),
-        ] {
-            config.reject_flag(CLASS, key, value)?;
-        }
+    ) -> Result<Scheduled<Self>> {
+        use Flag::*;
+        let unsupported = [
+            Thresholding,
+            ExponentialSigmas,
+            BetaSigmas,
+            LuLambdas,
+            FlowSigmas,
+            DynamicShifting,
+        ];
+        config.reject_flags(CLASS, &unsupported)?;
         if let Some(variance_type) = &config.variance_type {
             return Err(config.invalid(
                 CLASS,
@@ -145,25 +128,30 @@ impl DpmSolverMultistep {
             .map(|&s| s as f32)
             .chain(std::iter::once(last))
             .collect();
-        Ok(Self {
-            sigmas,
-            timesteps: model_timesteps.iter().map(|&t| t as f64).collect(),
-            prediction_type: p.prediction_type,
-            algorithm,
-            solver_type,
-            solver_order,
-            lower_order_final: config.lower_order_final.unwrap_or(true),
-            euler_at_final: config.euler_at_final.unwrap_or(false),
-            final_sigma_is_zero,
-            model_outputs: vec![None; solver_order],
-            lower_order_nums: 0,
-            cursor: StepCursor::default(),
-        })
+        let steps = Steps::multistep(
+            model_timesteps.iter().map(|&t| t as f64).collect(),
+            sigmas.clone(),
+        );
+        Ok(Scheduled::new(
+            steps,
+            Self {
+                sigmas,
+                prediction_type: p.prediction_type,
+                algorithm,
+                solver_type,
+                solver_order,
+                lower_order_final: config.lower_order_final.unwrap_or(true),
+                euler_at_final: config.euler_at_final.unwrap_or(false),
+                final_sigma_is_zero,
+                model_outputs: vec![None; solver_order],
+                lower_order_nums: 0,
+            },
+        ))
     }
 
     /// diffusers' `convert_model_output`: x0 for DPM-Solver++, epsilon for DPM-Solver.
     fn convert_model_output(&self, out: Tensor, x: &Tensor, index: usize) -> Result<Tensor> {
-        let (alpha, sigma) = alpha_sigma(self.sigmas[index]);
+        let (alpha, sigma) = sigmas::alpha_sigma(self.sigmas[index]);
         Ok(match (self.algorithm, self.prediction_type) {
             (Algorithm::DpmSolverPlusPlus, PredictionType::Epsilon) => {
                 ops::div(&(x - ops::mul(&out, sigma)?)?, alpha)?
@@ -263,24 +251,6 @@ impl DpmSolverMultistep {
     }
 }
 
-/// One noise level of the solver.
-struct Point {
-    alpha: f32,
-    sigma: f32,
-    lambda: f32,
-}
-
-impl Point {
-    fn new(k_sigma: f32) -> Self {
-        let (alpha, sigma) = alpha_sigma(k_sigma);
-        Self {
-            alpha,
-            sigma,
-            lambda: lambda(alpha, sigma),
-        }
-    }
-}
-
 /// How many of the noisiest training timesteps `lambda_min_clipped` removes (`searchsorted` on the flipped
 /// lambdas); none for the default of minus infinity.
 fn clipped_steps(alphas_cumprod: &[f32], lambda_min_clipped: Option<f64>) -> usize {
@@ -290,31 +260,14 @@ fn clipped_steps(alphas_cumprod: &[f32], lambda_min_clipped: Option<f64>) -> usi
     alphas_cumprod
         .iter()
         .rev()
-        .filter(|&&a| (lambda(sqrt_f32(a), sqrt_f32(1.0 - a)) as f64) < min)
+        .filter(|&&a| (sigmas::lambda(sqrt_f32(a), sqrt_f32(1.0 - a)) as f64) < min)
         .count()
 }
 
-impl Scheduler for DpmSolverMultistep {
-    fn timesteps(&self) -> &[f64] {
-        &self.timesteps
-    }
-
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
-    fn scale_model_input(&self, sample: &Tensor) -> Result<Tensor> {
-        Ok(sample.clone())
-    }
-
-    fn step(
-        &mut self,
-        model_output: &Tensor,
-        sample: &Tensor,
-        _rng: &mut BatchRng,
-    ) -> Result<Tensor> {
-        let len = self.timesteps.len();
-        let index = self.cursor.index(len)?;
+impl Solver for DpmSolverMultistep {
+    fn step(&mut self, steps: &Steps, at: StepInput<'_>) -> Result<Tensor> {
+        let (index, model_output, sample) = (at.index, at.model_output, at.sample);
+        let len = steps.timesteps.len();
         let few_steps = self.lower_order_final && len < 15;
         let final_first_order =
             index == len - 1 && (self.euler_at_final || few_steps || self.final_sigma_is_zero);
@@ -342,29 +295,6 @@ impl Scheduler for DpmSolverMultistep {
         if self.lower_order_nums < self.solver_order {
             self.lower_order_nums += 1;
         }
-        self.cursor.advance();
         ops::like(prev, sample)
-    }
-
-    fn add_noise(&self, original: &Tensor, noise: &Tensor, index: usize) -> Result<Tensor> {
-        let sigma = *self
-            .sigmas
-            .get(index)
-            .ok_or_else(|| self.cursor.out_of_range(index))?;
-        let (alpha, sigma) = alpha_sigma(sigma);
-        let noisy = ops::lin2(alpha, &ops::f32(original)?, sigma, &ops::f32(noise)?)?;
-        ops::like(noisy, original)
-    }
-
-    fn set_begin_index(&mut self, index: usize) {
-        self.cursor.begin_at(index);
-    }
-
-    fn begin_index(&self) -> usize {
-        self.cursor.begin()
-    }
-
-    fn sigmas(&self) -> Option<&[f32]> {
-        Some(&self.sigmas)
     }
 }

@@ -5,30 +5,20 @@
 
 use candle_core::Tensor;
 
-use super::config::{PredictionType, SchedulerClass, SchedulerConfig};
+use super::config::{Flag, PredictionType, SchedulerClass, SchedulerConfig};
 use super::schedule::{interp_train, log_f32, sigma_to_t, torch_linspace_f32, train_sigmas};
-use super::{ops, sigmas, timesteps, Scheduler, StepCursor};
-use crate::rng::BatchRng;
+use super::{ops, sigmas, timesteps, Scheduled, Solver, StepInput, Steps};
 use crate::Result;
 
 const CLASS: SchedulerClass = SchedulerClass::EulerDiscrete;
 
 pub struct EulerDiscrete {
-    sigmas: Vec<f32>,
-    timesteps: Vec<f64>,
-    init_noise_sigma: f32,
     prediction_type: PredictionType,
-    cursor: StepCursor,
 }
 
 impl EulerDiscrete {
-    pub fn new(config: &SchedulerConfig, num_inference_steps: usize) -> Result<Self> {
-        config.reject_flag(
-            CLASS,
-            "use_exponential_sigmas",
-            config.use_exponential_sigmas,
-        )?;
-        config.reject_flag(CLASS, "use_beta_sigmas", config.use_beta_sigmas)?;
+    pub fn new(config: &SchedulerConfig, num_inference_steps: usize) -> Result<Scheduled<Self>> {
+        config.reject_flags(CLASS, &[Flag::ExponentialSigmas, Flag::BetaSigmas])?;
         let p = config.common(CLASS)?;
         let n = num_inference_steps;
         let continuous = match config.timestep_type.as_deref().unwrap_or("discrete") {
@@ -84,38 +74,20 @@ impl EulerDiscrete {
                 .map(|&s| (0.25 * (s as f64).ln() as f32) as f64)
                 .collect();
         }
-        Ok(Self {
-            init_noise_sigma: sigmas::init_noise_sigma(&sigmas, p.timestep_spacing),
-            sigmas,
-            timesteps: model_timesteps,
-            prediction_type: p.prediction_type,
-            cursor: StepCursor::default(),
-        })
+        let steps = Steps::k_diffusion(model_timesteps, sigmas, p.timestep_spacing);
+        Ok(Scheduled::new(
+            steps,
+            Self {
+                prediction_type: p.prediction_type,
+            },
+        ))
     }
 }
 
-impl Scheduler for EulerDiscrete {
-    fn timesteps(&self) -> &[f64] {
-        &self.timesteps
-    }
-
-    fn init_noise_sigma(&self) -> f64 {
-        self.init_noise_sigma as f64
-    }
-
-    fn scale_model_input(&self, sample: &Tensor) -> Result<Tensor> {
-        let index = self.cursor.index(self.timesteps.len())?;
-        sigmas::scale_model_input(sample, self.sigmas[index])
-    }
-
-    fn step(
-        &mut self,
-        model_output: &Tensor,
-        sample: &Tensor,
-        _rng: &mut BatchRng,
-    ) -> Result<Tensor> {
-        let index = self.cursor.index(self.timesteps.len())?;
-        let sigma = self.sigmas[index];
+impl Solver for EulerDiscrete {
+    fn step(&mut self, steps: &Steps, at: StepInput<'_>) -> Result<Tensor> {
+        let (index, model_output, sample) = (at.index, at.model_output, at.sample);
+        let sigma = steps.sigmas[index];
         let x = ops::f32(sample)?;
         let out = ops::f32(model_output)?;
         let pred_x0 = match self.prediction_type {
@@ -124,29 +96,8 @@ impl Scheduler for EulerDiscrete {
             PredictionType::VPrediction => sigmas::v_prediction_x0(&x, &out, sigma)?,
         };
         let derivative = ops::div(&(&x - pred_x0)?, sigma)?;
-        let dt = self.sigmas[index + 1] - sigma;
+        let dt = steps.sigmas[index + 1] - sigma;
         let prev = (x + ops::mul(&derivative, dt)?)?;
-        self.cursor.advance();
         ops::like(prev, sample)
-    }
-
-    fn add_noise(&self, original: &Tensor, noise: &Tensor, index: usize) -> Result<Tensor> {
-        let sigma = *self
-            .sigmas
-            .get(index)
-            .ok_or_else(|| self.cursor.out_of_range(index))?;
-        sigmas::add_noise(original, noise, sigma)
-    }
-
-    fn set_begin_index(&mut self, index: usize) {
-        self.cursor.begin_at(index);
-    }
-
-    fn begin_index(&self) -> usize {
-        self.cursor.begin()
-    }
-
-    fn sigmas(&self) -> Option<&[f32]> {
-        Some(&self.sigmas)
     }
 }

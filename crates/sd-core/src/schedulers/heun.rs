@@ -5,10 +5,9 @@
 
 use candle_core::Tensor;
 
-use super::config::{PredictionType, SchedulerClass, SchedulerConfig};
+use super::config::{Flag, PredictionType, SchedulerClass, SchedulerConfig};
 use super::schedule::{interp_train, log_f32, sigma_to_t, train_sigmas};
-use super::{ops, sigmas, timesteps, Scheduler, StepCursor};
-use crate::rng::BatchRng;
+use super::{ops, sigmas, timesteps, Scheduled, Solver, StepInput, Steps};
 use crate::Result;
 
 const CLASS: SchedulerClass = SchedulerClass::HeunDiscrete;
@@ -21,23 +20,14 @@ struct Predictor {
 }
 
 pub struct Heun {
-    sigmas: Vec<f32>,
-    timesteps: Vec<f64>,
-    init_noise_sigma: f32,
     prediction_type: PredictionType,
     clip_range: Option<f32>,
-    cursor: StepCursor,
     predictor: Option<Predictor>,
 }
 
 impl Heun {
-    pub fn new(config: &SchedulerConfig, num_inference_steps: usize) -> Result<Self> {
-        config.reject_flag(
-            CLASS,
-            "use_exponential_sigmas",
-            config.use_exponential_sigmas,
-        )?;
-        config.reject_flag(CLASS, "use_beta_sigmas", config.use_beta_sigmas)?;
+    pub fn new(config: &SchedulerConfig, num_inference_steps: usize) -> Result<Scheduled<Self>> {
+        config.reject_flags(CLASS, &[Flag::ExponentialSigmas, Flag::BetaSigmas])?;
         let p = config.common(CLASS)?;
         let n = num_inference_steps;
         let train = train_sigmas(&p.alphas_cumprod);
@@ -69,15 +59,15 @@ impl Heun {
             .clip_sample
             .unwrap_or(false)
             .then(|| config.clip_sample_range.unwrap_or(1.0) as f32);
-        Ok(Self {
-            init_noise_sigma: sigmas::init_noise_sigma(&sigmas, p.timestep_spacing),
-            sigmas,
-            timesteps,
-            prediction_type: p.prediction_type,
-            clip_range,
-            cursor: StepCursor::default(),
-            predictor: None,
-        })
+        let steps = Steps::k_diffusion(timesteps, sigmas, p.timestep_spacing);
+        Ok(Scheduled::new(
+            steps,
+            Self {
+                prediction_type: p.prediction_type,
+                clip_range,
+                predictor: None,
+            },
+        ))
     }
 }
 
@@ -96,32 +86,14 @@ fn interleave<T: Copy>(values: &[T], keep_last_single: bool) -> Vec<T> {
         .collect()
 }
 
-impl Scheduler for Heun {
-    fn timesteps(&self) -> &[f64] {
-        &self.timesteps
-    }
-
-    fn init_noise_sigma(&self) -> f64 {
-        self.init_noise_sigma as f64
-    }
-
-    fn scale_model_input(&self, sample: &Tensor) -> Result<Tensor> {
-        let index = self.cursor.index(self.timesteps.len())?;
-        sigmas::scale_model_input(sample, self.sigmas[index])
-    }
-
-    fn step(
-        &mut self,
-        model_output: &Tensor,
-        sample: &Tensor,
-        _rng: &mut BatchRng,
-    ) -> Result<Tensor> {
-        let index = self.cursor.index(self.timesteps.len())?;
+impl Solver for Heun {
+    fn step(&mut self, steps: &Steps, at: StepInput<'_>) -> Result<Tensor> {
+        let (index, model_output, sample) = (at.index, at.model_output, at.sample);
         let first_order = self.predictor.is_none();
         let (sigma, sigma_next) = if first_order {
-            (self.sigmas[index], self.sigmas[index + 1])
+            (steps.sigmas[index], steps.sigmas[index + 1])
         } else {
-            (self.sigmas[index - 1], self.sigmas[index])
+            (steps.sigmas[index - 1], steps.sigmas[index])
         };
         let sigma_input = if first_order { sigma } else { sigma_next };
         let x = ops::f32(sample)?;
@@ -152,32 +124,11 @@ impl Scheduler for Heun {
                 (first.sample + ops::mul(&derivative, first.dt)?)?
             }
         };
-        self.cursor.advance();
         ops::like(prev, sample)
-    }
-
-    fn add_noise(&self, original: &Tensor, noise: &Tensor, index: usize) -> Result<Tensor> {
-        let sigma = *self
-            .sigmas
-            .get(index)
-            .ok_or_else(|| self.cursor.out_of_range(index))?;
-        sigmas::add_noise(original, noise, sigma)
-    }
-
-    fn set_begin_index(&mut self, index: usize) {
-        self.cursor.begin_at(index);
-    }
-
-    fn begin_index(&self) -> usize {
-        self.cursor.begin()
     }
 
     fn order(&self) -> usize {
         2
-    }
-
-    fn sigmas(&self) -> Option<&[f32]> {
-        Some(&self.sigmas)
     }
 }
 

@@ -52,6 +52,11 @@ impl SamplerKind {
         &ALL
     }
 
+    /// Our sampler names ([`SamplerKind::name`] of each), as the APIs advertise them.
+    pub fn names() -> Vec<&'static str> {
+        ALL.iter().map(|kind| kind.name()).collect()
+    }
+
     /// Our name, as the CLI and API take it.
     pub fn name(self) -> &'static str {
         match self {
@@ -165,6 +170,19 @@ impl SamplerKind {
         }
     }
 
+    /// A model's default sampler: the one its scheduler config describes, or Euler (diffusers' usual default;
+    /// logged) where the config names a class we do not implement, or none.
+    pub fn default_for(config: &SchedulerConfig) -> Self {
+        Self::from_config(config).unwrap_or_else(|| {
+            let class = config.class_name.as_deref().unwrap_or("(none)");
+            tracing::warn!(
+                class,
+                "the model's scheduler class is not one we implement: default sampler euler"
+            );
+            Self::Euler
+        })
+    }
+
     /// The sampler a model's own scheduler config describes, if we implement its class.
     pub fn from_config(config: &SchedulerConfig) -> Option<Self> {
         match Self::from_class_name(config.class_name.as_deref()?)? {
@@ -179,6 +197,21 @@ fn valid_names() -> String {
         .map(|k| format!("{} ({})", k.name(), k.a1111_name()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Serialises as [`SamplerKind::name`].
+impl serde::Serialize for SamplerKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+/// Reads any name [`SamplerKind::parse`] takes.
+impl<'de> serde::Deserialize<'de> for SamplerKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::parse(&name).map_err(serde::de::Error::custom)
+    }
 }
 
 impl fmt::Display for SamplerKind {
@@ -198,6 +231,18 @@ impl FromStr for SamplerKind {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn every_advertised_name_parses_and_serialises_as_itself() {
+        let names = super::SamplerKind::names();
+        assert_eq!(names.len(), 9);
+        for name in names {
+            let kind = super::SamplerKind::parse(name).unwrap();
+            assert_eq!(serde_json::to_value(kind).unwrap(), name);
+            let back: super::SamplerKind = serde_json::from_value(name.into()).unwrap();
+            assert_eq!(back, kind);
+        }
+        assert!(serde_json::from_value::<super::SamplerKind>("bogus".into()).is_err());
+    }
     use super::*;
 
     #[test]

@@ -6,10 +6,9 @@
 
 use candle_core::{DType, Tensor};
 
-use super::config::{PredictionType, SchedulerClass, SchedulerConfig};
-use super::schedule::{alpha_cumprod_at, np_linspace_open, sqrt_f32};
-use super::{ops, Scheduler, StepCursor};
-use crate::rng::BatchRng;
+use super::config::{Flag, PredictionType, SchedulerClass, SchedulerConfig};
+use super::schedule::{np_linspace_open, sqrt_f32, Alphas};
+use super::{ops, Scheduled, Solver, StepInput, Steps};
 use crate::{CoreError, Result};
 
 const CLASS: SchedulerClass = SchedulerClass::Lcm;
@@ -17,19 +16,16 @@ const CLASS: SchedulerClass = SchedulerClass::Lcm;
 const SIGMA_DATA: f32 = 0.5;
 
 pub struct Lcm {
-    alphas_cumprod: Vec<f32>,
-    final_alpha_cumprod: f32,
+    alphas: Alphas,
     train_timesteps: Vec<i64>,
-    timesteps: Vec<f64>,
     prediction_type: PredictionType,
     clip_range: Option<f32>,
     timestep_scaling: f64,
-    cursor: StepCursor,
 }
 
 impl Lcm {
-    pub fn new(config: &SchedulerConfig, num_inference_steps: usize) -> Result<Self> {
-        config.reject_flag(CLASS, "thresholding", config.thresholding)?;
+    pub fn new(config: &SchedulerConfig, num_inference_steps: usize) -> Result<Scheduled<Self>> {
+        config.reject_flags(CLASS, &[Flag::Thresholding])?;
         let p = config.common(CLASS)?;
         let original_steps = config.original_inference_steps.unwrap_or(50);
         if original_steps == 0 || original_steps > p.num_train_timesteps {
@@ -57,27 +53,20 @@ impl Lcm {
                 .into_iter()
                 .map(|i| origin[(i.floor() as usize).min(origin.len() - 1)])
                 .collect();
-        Ok(Self {
-            final_alpha_cumprod: if config.set_alpha_to_one.unwrap_or(true) {
-                1.0
-            } else {
-                p.alphas_cumprod[0]
+        let steps = Steps::alpha(train_timesteps.clone(), p.alphas_cumprod.clone());
+        Ok(Scheduled::new(
+            steps,
+            Self {
+                alphas: Alphas::new(p.alphas_cumprod, config.set_alpha_to_one.unwrap_or(true)),
+                train_timesteps,
+                prediction_type: p.prediction_type,
+                clip_range: config
+                    .clip_sample
+                    .unwrap_or(false)
+                    .then(|| config.clip_sample_range.unwrap_or(1.0) as f32),
+                timestep_scaling: config.timestep_scaling.unwrap_or(10.0),
             },
-            alphas_cumprod: p.alphas_cumprod,
-            timesteps: train_timesteps.iter().map(|&t| t as f64).collect(),
-            train_timesteps,
-            prediction_type: p.prediction_type,
-            clip_range: config
-                .clip_sample
-                .unwrap_or(false)
-                .then(|| config.clip_sample_range.unwrap_or(1.0) as f32),
-            timestep_scaling: config.timestep_scaling.unwrap_or(10.0),
-            cursor: StepCursor::default(),
-        })
-    }
-
-    fn alpha_at(&self, t: i64) -> Result<f32> {
-        alpha_cumprod_at(&self.alphas_cumprod, t)
+        ))
     }
 
     /// `(c_skip, c_out)` of the consistency model's boundary condition at timestep `t`.
@@ -88,35 +77,14 @@ impl Lcm {
     }
 }
 
-impl Scheduler for Lcm {
-    fn timesteps(&self) -> &[f64] {
-        &self.timesteps
-    }
-
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
-    fn scale_model_input(&self, sample: &Tensor) -> Result<Tensor> {
-        Ok(sample.clone())
-    }
-
-    fn step(
-        &mut self,
-        model_output: &Tensor,
-        sample: &Tensor,
-        rng: &mut BatchRng,
-    ) -> Result<Tensor> {
-        let len = self.timesteps.len();
-        let index = self.cursor.index(len)?;
+impl Solver for Lcm {
+    fn step(&mut self, steps: &Steps, at: StepInput<'_>) -> Result<Tensor> {
+        let (index, model_output, sample, rng) = (at.index, at.model_output, at.sample, at.rng);
+        let len = steps.timesteps.len();
         let t = self.train_timesteps[index];
         let prev_t = self.train_timesteps.get(index + 1).copied().unwrap_or(t);
-        let alpha_t = self.alpha_at(t)?;
-        let alpha_prev = if prev_t >= 0 {
-            self.alpha_at(prev_t)?
-        } else {
-            self.final_alpha_cumprod
-        };
+        let alpha_t = self.alphas.at(t)?;
+        let alpha_prev = self.alphas.prev(prev_t)?;
         let beta_t = 1.0 - alpha_t;
         let beta_prev = 1.0 - alpha_prev;
         let (c_skip, c_out) = self.boundary_scalings(t);
@@ -143,23 +111,6 @@ impl Scheduler for Lcm {
         } else {
             denoised
         };
-        self.cursor.advance();
         ops::like(prev, sample)
-    }
-
-    fn add_noise(&self, original: &Tensor, noise: &Tensor, index: usize) -> Result<Tensor> {
-        let t = *self
-            .train_timesteps
-            .get(index)
-            .ok_or_else(|| self.cursor.out_of_range(index))?;
-        ops::add_noise_at_alpha(original, noise, self.alpha_at(t)?)
-    }
-
-    fn set_begin_index(&mut self, index: usize) {
-        self.cursor.begin_at(index);
-    }
-
-    fn begin_index(&self) -> usize {
-        self.cursor.begin()
     }
 }

@@ -5,6 +5,7 @@
 //!
 //! All update rules run in f32 whatever the sample's dtype or device, and return the sample's dtype.
 
+mod class;
 mod config;
 mod ddim;
 mod dpm_solver;
@@ -17,12 +18,13 @@ mod ops;
 mod pndm;
 mod schedule;
 mod sigmas;
+mod steps;
 mod timesteps;
 mod unipc;
 
 use candle_core::Tensor;
 
-pub use config::{SchedulerClass, SchedulerConfig};
+pub use config::{PredictionType, SchedulerClass, SchedulerConfig};
 pub use ddim::Ddim;
 pub use dpm_solver::DpmSolverMultistep;
 pub use euler::EulerDiscrete;
@@ -31,6 +33,7 @@ pub use heun::Heun;
 pub use kind::{SamplerKind, SamplerNameError};
 pub use lcm::Lcm;
 pub use pndm::Pndm;
+pub use steps::Steps;
 pub use unipc::UniPcMultistep;
 
 use crate::rng::BatchRng;
@@ -59,13 +62,89 @@ pub trait Scheduler: Send {
     /// Where the loop starts (0 unless `set_begin_index` moved it).
     fn begin_index(&self) -> usize;
     /// diffusers' `order`: entries of `timesteps()` per user-visible step (2 for Heun).
+    fn order(&self) -> usize;
+    /// The k-diffusion sigmas (one more than `timesteps()`, ending at the final sigma) for the schedulers that
+    /// have them; `None` for DDIM, PNDM and LCM.
+    fn sigmas(&self) -> Option<&[f32]>;
+}
+
+/// One step's inputs as the loop hands them to a [`Solver`], with the index of the step in the schedule.
+pub struct StepInput<'a> {
+    pub index: usize,
+    pub model_output: &'a Tensor,
+    pub sample: &'a Tensor,
+    pub rng: &'a mut BatchRng,
+}
+
+/// A scheduler's update rule, one per file: it is handed the schedule and the step index, and keeps only
+/// what its own rule needs (multistep history, Heun's predictor). [`Scheduled`] does the rest.
+pub trait Solver: Send {
+    fn step(&mut self, steps: &Steps, at: StepInput<'_>) -> Result<Tensor>;
     fn order(&self) -> usize {
         1
     }
-    /// The k-diffusion sigmas (one more than `timesteps()`, ending at the final sigma) for the schedulers that
-    /// have them; `None` for DDIM, PNDM and LCM.
+}
+
+/// A [`Solver`] with its schedule and the loop's position in it: the one [`Scheduler`] implementation.
+pub struct Scheduled<S> {
+    steps: Steps,
+    solver: S,
+}
+
+impl<S: Solver> Scheduled<S> {
+    pub(crate) fn new(steps: Steps, solver: S) -> Self {
+        Self { steps, solver }
+    }
+}
+
+impl<S: Solver> Scheduler for Scheduled<S> {
+    fn timesteps(&self) -> &[f64] {
+        self.steps.timesteps()
+    }
+
+    fn init_noise_sigma(&self) -> f64 {
+        self.steps.init_noise_sigma()
+    }
+
+    fn scale_model_input(&self, sample: &Tensor) -> Result<Tensor> {
+        self.steps.scale_model_input(sample)
+    }
+
+    fn step(
+        &mut self,
+        model_output: &Tensor,
+        sample: &Tensor,
+        rng: &mut BatchRng,
+    ) -> Result<Tensor> {
+        let at = StepInput {
+            index: self.steps.index()?,
+            model_output,
+            sample,
+            rng,
+        };
+        let out = self.solver.step(&self.steps, at)?;
+        self.steps.advance();
+        Ok(out)
+    }
+
+    fn add_noise(&self, original: &Tensor, noise: &Tensor, index: usize) -> Result<Tensor> {
+        self.steps.add_noise(original, noise, index)
+    }
+
+    fn set_begin_index(&mut self, index: usize) {
+        self.steps.begin_at(index);
+    }
+
+    fn begin_index(&self) -> usize {
+        self.steps.begin()
+    }
+
+    fn order(&self) -> usize {
+        self.solver.order()
+    }
+
     fn sigmas(&self) -> Option<&[f32]> {
-        None
+        self.steps.sigmas()
     }
 }
 
@@ -98,44 +177,4 @@ pub fn build_scheduler(
         SamplerKind::UniPc => Box::new(UniPcMultistep::new(config, n)?),
         SamplerKind::Lcm => Box::new(Lcm::new(config, n)?),
     })
-}
-
-/// A scheduler's position in its `timesteps()` (diffusers' `_step_index`, started by `set_begin_index`).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct StepCursor {
-    index: usize,
-    begin: usize,
-}
-
-impl StepCursor {
-    /// The current index, or an error once the loop has run past the last timestep.
-    pub(crate) fn index(&self, len: usize) -> Result<usize> {
-        if self.index < len {
-            Ok(self.index)
-        } else {
-            Err(CoreError::InvalidInput(format!(
-                "scheduler stepped past its last timestep (index {} of {len})",
-                self.index
-            )))
-        }
-    }
-
-    pub(crate) fn advance(&mut self) {
-        self.index += 1;
-    }
-
-    pub(crate) fn begin_at(&mut self, index: usize) {
-        self.index = index;
-        self.begin = index;
-    }
-
-    pub(crate) fn begin(&self) -> usize {
-        self.begin
-    }
-
-    pub(crate) fn out_of_range(&self, index: usize) -> CoreError {
-        CoreError::InvalidInput(format!(
-            "timestep index {index} is past the end of the schedule"
-        ))
-    }
 }

@@ -8,25 +8,21 @@
 use candle_core::Tensor;
 
 use super::config::{PredictionType, SchedulerClass, SchedulerConfig};
-use super::schedule::{alpha_cumprod_at, sqrt_f32};
-use super::{ops, timesteps, Scheduler, StepCursor};
-use crate::rng::BatchRng;
+use super::schedule::{sqrt_f32, Alphas};
+use super::{ops, timesteps, Scheduled, Solver, StepInput, Steps};
 use crate::{CoreError, Result};
 
 const CLASS: SchedulerClass = SchedulerClass::Pndm;
 const PNDM_ORDER: usize = 4;
 
 pub struct Pndm {
-    alphas_cumprod: Vec<f32>,
-    final_alpha_cumprod: f32,
+    alphas: Alphas,
     prediction_type: PredictionType,
     skip_prk_steps: bool,
     /// `num_train_timesteps // num_inference_steps`.
     step_ratio: i64,
     prk_timesteps: Vec<i64>,
     all_timesteps: Vec<i64>,
-    timesteps: Vec<f64>,
-    cursor: StepCursor,
     /// diffusers' `counter`: steps taken since the start (not since timestep 0, for img2img).
     counter: usize,
     /// Past (PLMS) model outputs, oldest first, at most four.
@@ -36,7 +32,7 @@ pub struct Pndm {
 }
 
 impl Pndm {
-    pub fn new(config: &SchedulerConfig, num_inference_steps: usize) -> Result<Self> {
+    pub fn new(config: &SchedulerConfig, num_inference_steps: usize) -> Result<Scheduled<Self>> {
         let p = config.common(CLASS)?;
         let skip_prk_steps = config.skip_prk_steps.unwrap_or(false);
         let base = timesteps::pndm(&p, num_inference_steps);
@@ -73,29 +69,22 @@ impl Pndm {
             .chain(&plms_timesteps)
             .copied()
             .collect();
-        Ok(Self {
-            final_alpha_cumprod: if config.set_alpha_to_one.unwrap_or(false) {
-                1.0
-            } else {
-                p.alphas_cumprod[0]
+        let steps = Steps::alpha(all_timesteps.clone(), p.alphas_cumprod.clone());
+        Ok(Scheduled::new(
+            steps,
+            Self {
+                alphas: Alphas::new(p.alphas_cumprod, config.set_alpha_to_one.unwrap_or(false)),
+                prediction_type: p.prediction_type,
+                skip_prk_steps,
+                step_ratio,
+                prk_timesteps,
+                all_timesteps,
+                counter: 0,
+                ets: Vec::new(),
+                cur_model_output: None,
+                cur_sample: None,
             },
-            alphas_cumprod: p.alphas_cumprod,
-            prediction_type: p.prediction_type,
-            skip_prk_steps,
-            step_ratio,
-            prk_timesteps,
-            timesteps: all_timesteps.iter().map(|&t| t as f64).collect(),
-            all_timesteps,
-            cursor: StepCursor::default(),
-            counter: 0,
-            ets: Vec::new(),
-            cur_model_output: None,
-            cur_sample: None,
-        })
-    }
-
-    fn alpha_at(&self, t: i64) -> Result<f32> {
-        alpha_cumprod_at(&self.alphas_cumprod, t)
+        ))
     }
 
     /// Formula (9) of the PNDM paper: one step from `t` to `prev_t` given an epsilon estimate.
@@ -106,12 +95,8 @@ impl Pndm {
         prev_t: i64,
         model_output: &Tensor,
     ) -> Result<Tensor> {
-        let alpha_t = self.alpha_at(t)?;
-        let alpha_prev = if prev_t >= 0 {
-            self.alpha_at(prev_t)?
-        } else {
-            self.final_alpha_cumprod
-        };
+        let alpha_t = self.alphas.at(t)?;
+        let alpha_prev = self.alphas.prev(prev_t)?;
         let beta_t = 1.0 - alpha_t;
         let beta_prev = 1.0 - alpha_prev;
         let eps = match self.prediction_type {
@@ -200,26 +185,9 @@ impl Pndm {
     }
 }
 
-impl Scheduler for Pndm {
-    fn timesteps(&self) -> &[f64] {
-        &self.timesteps
-    }
-
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
-    fn scale_model_input(&self, sample: &Tensor) -> Result<Tensor> {
-        Ok(sample.clone())
-    }
-
-    fn step(
-        &mut self,
-        model_output: &Tensor,
-        sample: &Tensor,
-        _rng: &mut BatchRng,
-    ) -> Result<Tensor> {
-        let index = self.cursor.index(self.timesteps.len())?;
+impl Solver for Pndm {
+    fn step(&mut self, _steps: &Steps, at: StepInput<'_>) -> Result<Tensor> {
+        let (index, model_output, sample) = (at.index, at.model_output, at.sample);
         let t = self.all_timesteps[index];
         let out = ops::f32(model_output)?;
         let x = ops::f32(sample)?;
@@ -229,24 +197,8 @@ impl Scheduler for Pndm {
             self.step_plms(out, t, x)?
         };
         self.counter += 1;
-        self.cursor.advance();
         ops::like(prev, sample)
     }
-
-    fn add_noise(&self, original: &Tensor, noise: &Tensor, index: usize) -> Result<Tensor> {
-        let t = *self
-            .all_timesteps
-            .get(index)
-            .ok_or_else(|| self.cursor.out_of_range(index))?;
-        ops::add_noise_at_alpha(original, noise, self.alpha_at(t)?)
-    }
-
-    /// diffusers' PNDM has no `set_begin_index`: img2img just starts the loop later, with a fresh counter.
-    fn set_begin_index(&mut self, index: usize) {
-        self.cursor.begin_at(index);
-    }
-
-    fn begin_index(&self) -> usize {
-        self.cursor.begin()
-    }
+    // diffusers' PNDM has no `set_begin_index`: img2img just starts the loop later (the provided
+    // `set_begin_index`), with a fresh counter.
 }

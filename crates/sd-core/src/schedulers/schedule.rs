@@ -227,6 +227,38 @@ pub(crate) fn sigma_to_t(sigma: f64, log_sigmas: &[f32]) -> f64 {
 
 /// Python-style indexing of a schedule array by a (possibly negative) timestep, as `alphas_cumprod[t]` does.
 /// `alphas_cumprod[t]` with Python's indexing (the final `-1` timestep of some schedules wraps around).
+/// `alphas_cumprod` as DDIM, PNDM and LCM look it up, with the value before the first timestep
+/// (`final_alpha_cumprod`: 1 with `set_alpha_to_one`, else `alphas_cumprod[0]`).
+#[derive(Clone, Debug)]
+pub(crate) struct Alphas {
+    cumprod: Vec<f32>,
+    final_alpha: f32,
+}
+
+impl Alphas {
+    pub(crate) fn new(cumprod: Vec<f32>, set_alpha_to_one: bool) -> Self {
+        let final_alpha = if set_alpha_to_one { 1.0 } else { cumprod[0] };
+        Self {
+            cumprod,
+            final_alpha,
+        }
+    }
+
+    /// `alphas_cumprod[t]` (numpy indexing).
+    pub(crate) fn at(&self, t: i64) -> crate::Result<f32> {
+        alpha_cumprod_at(&self.cumprod, t)
+    }
+
+    /// The alpha the step from `t` lands on: `alphas_cumprod[prev_t]`, or the final alpha before the start.
+    pub(crate) fn prev(&self, prev_t: i64) -> crate::Result<f32> {
+        if prev_t >= 0 {
+            self.at(prev_t)
+        } else {
+            Ok(self.final_alpha)
+        }
+    }
+}
+
 pub(crate) fn alpha_cumprod_at(alphas_cumprod: &[f32], t: i64) -> crate::Result<f32> {
     py_index(alphas_cumprod, t).ok_or_else(|| {
         crate::CoreError::InvalidInput(format!("timestep {t} is outside the training schedule"))

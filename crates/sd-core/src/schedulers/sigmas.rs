@@ -1,5 +1,6 @@
 //! Pieces shared by the k-diffusion style (sigma-parameterised) schedulers, Euler, Euler ancestral and Heun:
-//! input scaling, `init_noise_sigma`, `add_noise`, v-prediction conversion and Karras sigma bounds.
+//! input scaling, `init_noise_sigma`, `add_noise`, v-prediction conversion and Karras sigma bounds; and the
+//! VP noise levels ([`Point`]) of the multistep solvers.
 
 use candle_core::Tensor;
 
@@ -37,6 +38,37 @@ pub(crate) fn v_prediction_x0(
 ) -> Result<Tensor> {
     let c = sigma * sigma + 1.0;
     Ok((ops::mul(model_output, -sigma / sqrt_f32(c))? + ops::div(sample, c)?)?)
+}
+
+/// `(alpha_t, sigma_t)` of the VP process for a k-diffusion sigma: `alpha = 1 / sqrt(sigma^2 + 1)`.
+pub(crate) fn alpha_sigma(sigma: f32) -> (f32, f32) {
+    let alpha = 1.0 / sqrt_f32(sigma * sigma + 1.0);
+    (alpha, sigma * alpha)
+}
+
+/// `log(alpha) - log(sigma)`, the half log-SNR the multistep solvers step in (computed in f64).
+pub(crate) fn lambda(alpha: f32, sigma: f32) -> f32 {
+    ((alpha as f64).ln() as f32) - ((sigma as f64).ln() as f32)
+}
+
+/// One noise level of the multistep solvers (DPM-Solver, UniPC): VP `alpha`, `sigma` and half log-SNR
+/// `lambda` for a k-diffusion sigma.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Point {
+    pub alpha: f32,
+    pub sigma: f32,
+    pub lambda: f32,
+}
+
+impl Point {
+    pub(crate) fn new(k_sigma: f32) -> Self {
+        let (alpha, sigma) = alpha_sigma(k_sigma);
+        Self {
+            alpha,
+            sigma,
+            lambda: lambda(alpha, sigma),
+        }
+    }
 }
 
 /// Karras sigmas between `config.sigma_min/max` (when the config sets them) or the ends of `in_sigmas`.

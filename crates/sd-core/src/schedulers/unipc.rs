@@ -6,10 +6,10 @@
 
 use candle_core::Tensor;
 
-use super::config::{PredictionType, SchedulerClass, SchedulerConfig};
-use super::schedule::{interp_train, log_f32, np_round, sigma_to_t, sqrt_f32, train_sigmas};
-use super::{ops, sigmas, timesteps, Scheduler, StepCursor};
-use crate::rng::BatchRng;
+use super::config::{Flag, PredictionType, SchedulerClass, SchedulerConfig};
+use super::schedule::{interp_train, log_f32, np_round, sigma_to_t, train_sigmas};
+use super::sigmas::{self, Point};
+use super::{ops, timesteps, Scheduled, Solver, StepInput, Steps};
 use crate::{CoreError, Result};
 
 const CLASS: SchedulerClass = SchedulerClass::UniPcMultistep;
@@ -23,8 +23,6 @@ enum Variant {
 }
 
 pub struct UniPcMultistep {
-    sigmas: Vec<f32>,
-    timesteps: Vec<f64>,
     prediction_type: PredictionType,
     predict_x0: bool,
     variant: Variant,
@@ -37,31 +35,7 @@ pub struct UniPcMultistep {
     /// The order the last predictor used; the corrector reuses it.
     this_order: usize,
     last_sample: Option<Tensor>,
-    cursor: StepCursor,
-}
-
-/// One noise level: VP `alpha`, `sigma` and half log-SNR `lambda` for a k-diffusion sigma.
-#[derive(Clone, Copy)]
-struct Point {
-    alpha: f32,
-    sigma: f32,
-    lambda: f32,
-}
-
-impl Point {
-    fn new(k_sigma: f32) -> Self {
-        let alpha = 1.0 / sqrt_f32(k_sigma * k_sigma + 1.0);
-        let sigma = k_sigma * alpha;
-        Self {
-            alpha,
-            sigma,
-            lambda: ln(alpha) - ln(sigma),
-        }
-    }
-}
-
-fn ln(x: f32) -> f32 {
-    (x as f64).ln() as f32
+    sigmas: Vec<f32>,
 }
 
 fn expm1(x: f32) -> f32 {
@@ -124,16 +98,16 @@ fn solve_vandermonde(rks: &[f32], b: &[f32]) -> Vec<f32> {
 }
 
 impl UniPcMultistep {
-    pub fn new(config: &SchedulerConfig, num_inference_steps: usize) -> Result<Self> {
-        for (key, value) in [
-            ("thresholding", config.thresholding),
-            ("use_exponential_sigmas", config.use_exponential_sigmas),
-            ("use_beta_sigmas", config.use_beta_sigmas),
-            ("use_flow_sigmas", config.use_flow_sigmas),
-            ("use_dynamic_shifting", config.use_dynamic_shifting),
-        ] {
-            config.reject_flag(CLASS, key, value)?;
-        }
+    pub fn new(config: &SchedulerConfig, num_inference_steps: usize) -> Result<Scheduled<Self>> {
+        use Flag::*;
+        let unsupported = [
+            Thresholding,
+            ExponentialSigmas,
+            BetaSigmas,
+            FlowSigmas,
+            DynamicShifting,
+        ];
+        config.reject_flags(CLASS, &unsupported)?;
         let variant = match config.solver_type.as_deref().unwrap_or("bh2") {
             "bh1" => Variant::Bh1,
             "bh2" | "midpoint" | "heun" | "logrho" => Variant::Bh2,
@@ -176,21 +150,26 @@ impl UniPcMultistep {
                 .chain(std::iter::once(last))
                 .collect()
         };
-        Ok(Self {
-            sigmas,
-            timesteps: model_timesteps.iter().map(|&t| t as f64).collect(),
-            prediction_type: p.prediction_type,
-            predict_x0: config.predict_x0.unwrap_or(true),
-            variant,
-            solver_order,
-            lower_order_final: config.lower_order_final.unwrap_or(true),
-            disable_corrector: config.disable_corrector.clone().unwrap_or_default(),
-            model_outputs: vec![None; solver_order],
-            lower_order_nums: 0,
-            this_order: 1,
-            last_sample: None,
-            cursor: StepCursor::default(),
-        })
+        let steps = Steps::multistep(
+            model_timesteps.iter().map(|&t| t as f64).collect(),
+            sigmas.clone(),
+        );
+        Ok(Scheduled::new(
+            steps,
+            Self {
+                sigmas,
+                prediction_type: p.prediction_type,
+                predict_x0: config.predict_x0.unwrap_or(true),
+                variant,
+                solver_order,
+                lower_order_final: config.lower_order_final.unwrap_or(true),
+                disable_corrector: config.disable_corrector.clone().unwrap_or_default(),
+                model_outputs: vec![None; solver_order],
+                lower_order_nums: 0,
+                this_order: 1,
+                last_sample: None,
+            },
+        ))
     }
 
     /// x0 (with `predict_x0`) or epsilon from the raw model output.
@@ -325,27 +304,10 @@ impl UniPcMultistep {
     }
 }
 
-impl Scheduler for UniPcMultistep {
-    fn timesteps(&self) -> &[f64] {
-        &self.timesteps
-    }
-
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
-    fn scale_model_input(&self, sample: &Tensor) -> Result<Tensor> {
-        Ok(sample.clone())
-    }
-
-    fn step(
-        &mut self,
-        model_output: &Tensor,
-        sample: &Tensor,
-        _rng: &mut BatchRng,
-    ) -> Result<Tensor> {
-        let len = self.timesteps.len();
-        let index = self.cursor.index(len)?;
+impl Solver for UniPcMultistep {
+    fn step(&mut self, steps: &Steps, at: StepInput<'_>) -> Result<Tensor> {
+        let (index, model_output, sample) = (at.index, at.model_output, at.sample);
+        let len = steps.timesteps.len();
         let mut x = ops::f32(sample)?;
         let converted = self.convert_model_output(ops::f32(model_output)?, &x, index)?;
         if index > 0 && !self.disable_corrector.contains(&(index - 1)) {
@@ -366,30 +328,7 @@ impl Scheduler for UniPcMultistep {
         if self.lower_order_nums < self.solver_order {
             self.lower_order_nums += 1;
         }
-        self.cursor.advance();
         ops::like(prev, sample)
-    }
-
-    fn add_noise(&self, original: &Tensor, noise: &Tensor, index: usize) -> Result<Tensor> {
-        let sigma = *self
-            .sigmas
-            .get(index)
-            .ok_or_else(|| self.cursor.out_of_range(index))?;
-        let pt = Point::new(sigma);
-        let noisy = ops::lin2(pt.alpha, &ops::f32(original)?, pt.sigma, &ops::f32(noise)?)?;
-        ops::like(noisy, original)
-    }
-
-    fn set_begin_index(&mut self, index: usize) {
-        self.cursor.begin_at(index);
-    }
-
-    fn begin_index(&self) -> usize {
-        self.cursor.begin()
-    }
-
-    fn sigmas(&self) -> Option<&[f32]> {
-        Some(&self.sigmas)
     }
 }
 

@@ -30,10 +30,7 @@ pub fn vae_tiled_param() -> (String, String) {
 
 /// The sampler a request runs with: its own, else the model's default.
 pub fn effective_sampler(request: &GenerateRequest, model: &ModelInfo) -> SamplerKind {
-    request
-        .sampler
-        .or_else(|| SamplerKind::parse(&model.default_sampler).ok())
-        .unwrap_or(SamplerKind::Euler)
+    request.sampler.unwrap_or(model.default_sampler)
 }
 
 /// The parameters of image `index` of `request` (whose seed is `seeds[index]`).

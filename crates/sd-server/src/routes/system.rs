@@ -5,7 +5,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use sd_engine::samplers::sampler_names;
+use sd_core::schedulers::SamplerKind;
 use sd_engine::Readiness;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -153,10 +153,10 @@ pub async fn info(State(app): State<AppState>) -> Result<Json<Info>, ApiError> {
     let load = app.engine.occupancy();
     Ok(Json(Info {
         model: model.model.clone(),
-        family: model.family.clone(),
-        prediction_type: model.prediction_type.clone(),
+        family: model.family.to_string(),
+        prediction_type: model.prediction_type.to_string(),
         device: model.device.clone(),
-        dtype: model.dtype.clone(),
+        dtype: model.dtype.to_string(),
         inpainting: model.inpainting,
         size_multiple: model.size_multiple,
         defaults: Defaults {
@@ -164,9 +164,9 @@ pub async fn info(State(app): State<AppState>) -> Result<Json<Info>, ApiError> {
             height: model.default_height,
             steps: model.default_steps,
             guidance_scale: model.default_guidance,
-            sampler: model.default_sampler.clone(),
+            sampler: model.default_sampler.to_string(),
         },
-        samplers: sampler_names().into_iter().map(String::from).collect(),
+        samplers: SamplerKind::names().into_iter().map(String::from).collect(),
         operations: ["image_generation", "image_transform", "image_inpaint"]
             .map(String::from)
             .to_vec(),

@@ -10,7 +10,7 @@ pub use loras::{check_lora_tags, LoraField};
 
 use sd_core::pipeline::{GenerateRequest, ModelInfo};
 use sd_core::prompt::PromptSyntax;
-use sd_engine::samplers::parse_sampler;
+use sd_core::schedulers::SamplerKind;
 use sd_engine::{JobRequest, Operation};
 
 use crate::error::FieldError;
@@ -77,13 +77,13 @@ pub fn validate(body: JobBody, model: &ModelInfo, limits: &Limits) -> Result<Val
     )?;
     let sampler = match body.sampler.as_deref() {
         None => None,
-        Some(name) => Some(parse_sampler(name).ok_or_else(|| {
+        Some(name) => Some(SamplerKind::parse(name).map_err(|_| {
             FieldError::new(
                 "unknown_sampler",
                 "sampler",
                 format!(
                     "unknown sampler {name:?}; known: {}",
-                    sd_engine::samplers::sampler_names().join(", ")
+                    SamplerKind::names().join(", ")
                 ),
             )
         })?),

@@ -20,34 +20,7 @@ use self::keys::NameMap;
 use crate::loader::weights::WeightFiles;
 use crate::{CoreError, Result};
 
-/// The model families a single file can hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Family {
-    Sd1,
-    Sd2,
-    Sdxl,
-}
-
-impl Family {
-    pub fn parse(text: &str) -> Result<Self> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "sd1" | "sd15" | "sd1.5" | "v1" => Ok(Self::Sd1),
-            "sd2" | "sd21" | "sd2.1" | "v2" => Ok(Self::Sd2),
-            "sdxl" | "xl" => Ok(Self::Sdxl),
-            _ => Err(CoreError::InvalidInput(format!(
-                "family `{text}`: use sd1, sd2 or sdxl"
-            ))),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Sd1 => "sd1",
-            Self::Sd2 => "sd2",
-            Self::Sdxl => "sdxl",
-        }
-    }
-}
+pub use crate::models::Family;
 
 /// `epsilon` or `v_prediction`, as users write it.
 pub fn parse_prediction_type(text: &str) -> Result<String> {

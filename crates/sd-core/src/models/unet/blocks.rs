@@ -49,6 +49,7 @@ impl DownBlock {
                 vb.pp("downsamplers.0"),
                 s.out_ch,
                 s.downsample_padding,
+                s.resnet.kernels,
             )?)
         } else {
             None
@@ -176,7 +177,11 @@ impl UpBlock {
             }
         }
         let upsample = if s.upsample {
-            Some(Upsample::new(vb.pp("upsamplers.0"), s.out_ch)?)
+            Some(Upsample::new(
+                vb.pp("upsamplers.0"),
+                s.out_ch,
+                s.resnet.kernels,
+            )?)
         } else {
             None
         };

@@ -318,7 +318,9 @@ pub async fn cmd_flags(State(app): State<AppState>) -> Json<Value> {
         "api_log": false,
         "ckpt": info.as_ref().map(|info| info.model.clone()),
         "device": info.as_ref().map(|info| info.device.clone()),
-        "no_half": info.as_ref().is_some_and(|info| info.dtype == "f32"),
+        "no_half": info
+            .as_ref()
+            .is_some_and(|info| info.dtype == sd_core::pipeline::DTypeSpec::F32),
         "lowvram": false,
         "medvram": false,
         "xformers": false,

@@ -1,4 +1,4 @@
-//! Launches kernels/flash.cu: attention without materialising the scores, for f16/bf16 heads of up to 160
+//! Launches flash.cu: attention without materialising the scores, for f16/bf16 heads of up to 160
 //! dimensions (every SD 1.x, 2.x and SDXL UNet head; the VAE's single 512-wide head keeps the matmul path) on
 //! GPUs of compute capability 8.0 and later.
 #![allow(unsafe_code)] // kernel launches are FFI; the launch below states why its arguments are in bounds.
@@ -213,69 +213,3 @@ impl Map3 for FlashAttention {
 cuda_only_op!(3, FlashAttention, "sd-flash-attention", |l| Shape::from(
     l.dims()
 ));
-
-/// Flash attention against softmax(q k^T / sqrt(d)) v computed in f32 with candle ops, per padded width.
-pub fn verify(dev: &candle_core::Device) -> candle_core::Result<Vec<super::KernelCheck>> {
-    let mut checks = Vec::new();
-    if !device_supports(dev) {
-        return Ok(checks);
-    }
-    // (batch, heads, n, m, d): self- and cross-attention shapes of SD 1.5 (40/80/160) and SDXL (64), partial
-    // tiles. Self-attention cases (n == m) read q/k/v as views into one fused projection output, cross-attention
-    // cases read k/v as views into a fused k/v output, as the UNet does.
-    let cases = [
-        (2, 8, 300, 77, 40),
-        (2, 10, 1000, 1000, 64),
-        (1, 8, 256, 300, 80),
-        (2, 2, 100, 77, 128),
-        (2, 8, 64, 77, 160),
-        (2, 5, 200, 200, 160),
-        (1, 3, 130, 130, 48),
-    ];
-    for (b, h, n, m, d) in cases {
-        let w = h * d;
-        let (q, k, v) = if n == m {
-            let qkv = Tensor::randn(0f32, 1.0, (b, n, 3 * w), dev)?;
-            (
-                qkv.narrow(2, 0, w)?,
-                qkv.narrow(2, w, w)?,
-                qkv.narrow(2, 2 * w, w)?,
-            )
-        } else {
-            let kv = Tensor::randn(0f32, 1.0, (b, m, 2 * w), dev)?;
-            let q = Tensor::randn(0f32, 1.0, (b, n, w), dev)?;
-            (q, kv.narrow(2, 0, w)?, kv.narrow(2, w, w)?)
-        };
-        let heads =
-            |t: &Tensor, len: usize| t.reshape((b, len, h, d))?.transpose(1, 2)?.contiguous();
-        let (qh, kh, vh) = (heads(&q, n)?, heads(&k, m)?, heads(&v, m)?);
-        let scores = (qh.matmul(&kh.t()?)? * (d as f64).powf(-0.5))?;
-        let expected = candle_nn::ops::softmax_last_dim(&scores)?
-            .matmul(&vh)?
-            .transpose(1, 2)?
-            .reshape((b, n, w))?;
-        for dtype in [DType::F16, DType::BF16] {
-            // Converting keeps the views' strides: q/k/v stay slices of one buffer.
-            let f = |t: &Tensor| t.to_dtype(dtype);
-            let (qd, kd, vd) = if n == m {
-                let qkv = Tensor::cat(&[&q, &k, &v], 2)?.to_dtype(dtype)?;
-                (
-                    qkv.narrow(2, 0, w)?,
-                    qkv.narrow(2, w, w)?,
-                    qkv.narrow(2, 2 * w, w)?,
-                )
-            } else {
-                let kv = Tensor::cat(&[&k, &v], 2)?.to_dtype(dtype)?;
-                (f(&q)?, kv.narrow(2, 0, w)?, kv.narrow(2, w, w)?)
-            };
-            let actual = attention(&qd, &kd, &vd, h)?;
-            checks.push(super::KernelCheck {
-                kernel: "flash_attention",
-                case: format!("b{b} h{h} n{n} m{m} d{d} {dtype:?}"),
-                relative_max_diff: super::cuda::relative_max_diff(&actual, &expected)?,
-                tolerance: super::cuda::tolerance(dtype, 0.0) * 2.0,
-            });
-        }
-    }
-    Ok(checks)
-}

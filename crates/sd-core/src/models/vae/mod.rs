@@ -1,14 +1,17 @@
 //! `AutoencoderKL` as diffusers defines it: encoder to a diagonal Gaussian over latents, decoder back to pixels,
 //! built from `vae/config.json` (block count and widths, groups, latent channels, scaling/shift factors).
 
+mod tiles;
+
 use std::path::Path;
 
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 
-use crate::fused::{conv2d, group_norm, Conv2d, GroupNorm};
+use crate::nn::{conv2d, group_norm, Conv2d, GroupNorm, KernelOptions};
 use serde::Deserialize;
 
+use self::tiles::tiled;
 use crate::models::attention::VaeAttention;
 use crate::models::resnet::{Downsample, ResnetBlock, ResnetSpec, Upsample};
 use crate::{CoreError, Result};
@@ -182,7 +185,12 @@ impl Encoder {
                 })
                 .collect::<candle_core::Result<Vec<_>>>()?;
             let down = if i + 1 < ch.len() {
-                Some(Downsample::new(vbb.pp("downsamplers.0"), out, 0)?)
+                Some(Downsample::new(
+                    vbb.pp("downsamplers.0"),
+                    out,
+                    0,
+                    spec.kernels,
+                )?)
             } else {
                 None
             };
@@ -190,11 +198,25 @@ impl Encoder {
         }
         let last = ch[ch.len() - 1];
         Ok(Self {
-            conv_in: conv2d(c.in_channels, ch[0], 3, conv3, vb.pp("conv_in"))?,
+            conv_in: conv2d(
+                c.in_channels,
+                ch[0],
+                3,
+                conv3,
+                vb.pp("conv_in"),
+                spec.kernels,
+            )?,
             blocks,
             mid: VaeMid::new(vb.pp("mid_block"), last, spec, c.mid_block_add_attention)?,
             norm_out: group_norm(c.norm_num_groups, last, 1e-6, vb.pp("conv_norm_out"))?,
-            conv_out: conv2d(last, 2 * c.latent_channels, 3, conv3, vb.pp("conv_out"))?,
+            conv_out: conv2d(
+                last,
+                2 * c.latent_channels,
+                3,
+                conv3,
+                vb.pp("conv_out"),
+                spec.kernels,
+            )?,
         })
     }
 
@@ -243,7 +265,7 @@ impl Decoder {
                 })
                 .collect::<candle_core::Result<Vec<_>>>()?;
             let up = if i + 1 < rev.len() {
-                Some(Upsample::new(vbb.pp("upsamplers.0"), out)?)
+                Some(Upsample::new(vbb.pp("upsamplers.0"), out, spec.kernels)?)
             } else {
                 None
             };
@@ -252,11 +274,25 @@ impl Decoder {
         }
         let first = c.block_out_channels[0];
         Ok(Self {
-            conv_in: conv2d(c.latent_channels, rev[0], 3, conv3, vb.pp("conv_in"))?,
+            conv_in: conv2d(
+                c.latent_channels,
+                rev[0],
+                3,
+                conv3,
+                vb.pp("conv_in"),
+                spec.kernels,
+            )?,
             mid: VaeMid::new(vb.pp("mid_block"), rev[0], spec, c.mid_block_add_attention)?,
             blocks,
             norm_out: group_norm(c.norm_num_groups, first, 1e-6, vb.pp("conv_norm_out"))?,
-            conv_out: conv2d(first, c.out_channels, 3, conv3, vb.pp("conv_out"))?,
+            conv_out: conv2d(
+                first,
+                c.out_channels,
+                3,
+                conv3,
+                vb.pp("conv_out"),
+                spec.kernels,
+            )?,
         })
     }
 
@@ -290,7 +326,14 @@ pub struct AutoencoderKl {
 }
 
 impl AutoencoderKl {
-    pub fn new(vb: VarBuilder, config: VaeConfig, config_path: &Path) -> Result<Self> {
+    /// Builds the network with `kernels` for its layers; `config_path` is only used to name the file in
+    /// errors.
+    pub fn new(
+        vb: VarBuilder,
+        config: VaeConfig,
+        config_path: &Path,
+        kernels: KernelOptions,
+    ) -> Result<Self> {
         let c = &config;
         if c.act_fn != "silu" {
             return Err(CoreError::config(
@@ -320,6 +363,7 @@ impl AutoencoderKl {
             eps: 1e-6,
             temb_channels: None,
             output_scale_factor: 1.0,
+            kernels,
         };
         let l2 = 2 * c.latent_channels;
         let quant_conv = if c.use_quant_conv {
@@ -329,6 +373,7 @@ impl AutoencoderKl {
                 1,
                 Conv2dConfig::default(),
                 vb.pp("quant_conv"),
+                kernels,
             )?)
         } else {
             None
@@ -340,6 +385,7 @@ impl AutoencoderKl {
                 1,
                 Conv2dConfig::default(),
                 vb.pp("post_quant_conv"),
+                kernels,
             )?)
         } else {
             None
@@ -429,73 +475,4 @@ impl AutoencoderKl {
             |tile| self.decode(tile),
         )
     }
-}
-
-/// diffusers' tiling scheme, shared by encoding and decoding: `f` runs on `tile` x `tile` windows of `input`
-/// every `stride` rows and columns; each result is crossfaded over `blend` rows/columns into the one above and
-/// the one to its left (as already blended, since diffusers blends in place), cropped to `keep` x `keep`, and
-/// the crops are joined.
-fn tiled(
-    input: &Tensor,
-    tile: usize,
-    stride: usize,
-    blend: usize,
-    keep: usize,
-    f: impl Fn(&Tensor) -> Result<Tensor>,
-) -> Result<Tensor> {
-    let (_, _, h, w) = input.dims4()?;
-    let mut grid: Vec<Vec<Tensor>> = Vec::new();
-    for i in (0..h).step_by(stride) {
-        let mut row = Vec::new();
-        for j in (0..w).step_by(stride) {
-            let window = input
-                .narrow(2, i, tile.min(h - i))?
-                .narrow(3, j, tile.min(w - j))?;
-            row.push(f(&window)?);
-        }
-        grid.push(row);
-    }
-    let mut rows = Vec::with_capacity(grid.len());
-    for i in 0..grid.len() {
-        let mut cropped = Vec::with_capacity(grid[i].len());
-        for j in 0..grid[i].len() {
-            let mut out = grid[i][j].clone();
-            if i > 0 {
-                out = blend_edge(&grid[i - 1][j], &out, blend, 2)?;
-            }
-            if j > 0 {
-                out = blend_edge(&grid[i][j - 1], &out, blend, 3)?;
-            }
-            grid[i][j] = out.clone();
-            let (_, _, th, tw) = out.dims4()?;
-            cropped.push(out.narrow(2, 0, keep.min(th))?.narrow(3, 0, keep.min(tw))?);
-        }
-        rows.push(Tensor::cat(&cropped, 3)?);
-    }
-    Ok(Tensor::cat(&rows, 2)?)
-}
-
-/// Crossfades the first `extent` rows (dim 2) or columns (dim 3) of `next` from the last ones of `prev`:
-/// weight y / extent for `next` at offset y, as diffusers' `blend_v` / `blend_h`.
-fn blend_edge(prev: &Tensor, next: &Tensor, extent: usize, dim: usize) -> Result<Tensor> {
-    let extent = extent.min(prev.dim(dim)?).min(next.dim(dim)?);
-    if extent == 0 {
-        return Ok(next.clone());
-    }
-    let ramp: Vec<f32> = (0..extent).map(|y| y as f32 / extent as f32).collect();
-    let mut shape = [1usize, 1, 1, 1];
-    shape[dim] = extent;
-    let w_next = Tensor::from_vec(ramp, &shape[..], next.device())?.to_dtype(next.dtype())?;
-    let w_prev = (1.0 - &w_next)?;
-    let tail = prev.narrow(dim, prev.dim(dim)? - extent, extent)?;
-    let head = next.narrow(dim, 0, extent)?;
-    let blended = (tail.broadcast_mul(&w_prev)? + head.broadcast_mul(&w_next)?)?;
-    let rest = next.dim(dim)? - extent;
-    if rest == 0 {
-        return Ok(blended);
-    }
-    Ok(Tensor::cat(
-        &[&blended, &next.narrow(dim, extent, rest)?],
-        dim,
-    )?)
 }

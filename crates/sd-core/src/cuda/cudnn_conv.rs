@@ -26,6 +26,9 @@ pub struct ConvParams {
     pub padding: usize,
     pub stride: usize,
     pub dilation: usize,
+    /// The most scratch bytes the plan may take (`KernelOptions::conv_workspace_limit`); part of the plan's
+    /// key, so layers built with different limits never share a plan.
+    pub workspace_limit: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -204,7 +207,7 @@ impl CudnnConv {
         };
         let mut algo = op.pick_algorithm().map_err(wrap)?;
         let mut workspace_bytes = op.get_workspace_size(algo).map_err(wrap)?;
-        let limit = super::conv_workspace_limit();
+        let limit = p.workspace_limit;
         if workspace_bytes > limit {
             // The implicit-GEMM algorithms need (almost) no scratch space and run every configuration.
             use cudnn::sys::cudnnConvolutionFwdAlgo_t as Algo;
