@@ -5,6 +5,7 @@
 //! weights and configs; [`pipeline`] strings the pieces together.
 
 pub mod adapters;
+pub mod cpu;
 pub mod error;
 pub mod fused;
 pub mod interrupt;

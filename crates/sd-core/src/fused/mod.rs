@@ -247,6 +247,10 @@ impl GroupNorm {
         if x.device().is_cuda() && cuda::supports(x.dtype()) {
             return cuda::group_norm(x, &self.weight, &self.bias, self.groups, self.eps, silu);
         }
+        if crate::cpu::applies(x) {
+            let (w, b) = (&self.weight, &self.bias);
+            return crate::cpu::groupnorm::group_norm(x, w, b, self.groups, self.eps, silu);
+        }
         let y = self.plain.forward(x)?;
         if silu {
             candle_nn::ops::silu(&y)
@@ -290,6 +294,10 @@ impl Module for Conv2d {
                 None => Ok(y),
             };
         }
+        if let Some(params) = self.cpu_params(x) {
+            let (w, b) = (self.plain.weight(), self.plain.bias());
+            return crate::cpu::conv::conv2d(x, w, b, None, params);
+        }
         self.plain.forward(x)
     }
 }
@@ -303,7 +311,22 @@ impl Conv2d {
                 return cuda::add_bias_channels_owned(self.convolve_cuda(x)?, b, Some(residual));
             }
         }
+        if let Some(params) = self.cpu_params(x) {
+            let (w, b) = (self.plain.weight(), self.plain.bias());
+            return crate::cpu::conv::conv2d(x, w, b, Some(residual), params);
+        }
         self.forward(x)? + residual
+    }
+
+    /// The CPU kernel's parameters where it applies (f32 on the CPU, one group, no dilation).
+    fn cpu_params(&self, x: &Tensor) -> Option<crate::cpu::conv::ConvParams> {
+        let cfg = self.plain.config();
+        (crate::cpu::applies(x) && cfg.groups == 1 && cfg.dilation == 1).then_some(
+            crate::cpu::conv::ConvParams {
+                padding: cfg.padding,
+                stride: cfg.stride,
+            },
+        )
     }
 }
 
@@ -412,6 +435,10 @@ impl Linear {
                 return cuda::add_bias_columns_residual(&self.matmul(x)?, b, residual);
             }
         }
+        if crate::cpu::applies(x) {
+            let (w, b) = (self.plain.weight(), self.plain.bias());
+            return crate::cpu::linear::linear(x, w, b, Some(residual));
+        }
         self.forward(x)? + residual
     }
 }
@@ -425,6 +452,10 @@ impl Module for Linear {
                 Some(b) => cuda::add_bias_columns(&y, b),
                 None => Ok(y),
             };
+        }
+        if crate::cpu::applies(x) {
+            let (w, b) = (self.plain.weight(), self.plain.bias());
+            return crate::cpu::linear::linear(x, w, b, None);
         }
         self.plain.forward(x)
     }
@@ -503,7 +534,9 @@ pub fn flash_attention(
     {
         return flash::attention(q, k, v, heads).map(Some);
     }
-    let _ = (q, k, v, heads);
+    if crate::cpu::applies(q) {
+        return crate::cpu::attention::attention(q, k, v, heads).map(Some);
+    }
     Ok(None)
 }
 

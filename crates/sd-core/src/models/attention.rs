@@ -147,7 +147,8 @@ impl Attention {
     fn attend_heads(&self, x: &Tensor, context: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let heads = self.heads;
         let flash = |q: &Tensor, k: &Tensor, v: &Tensor| -> candle_core::Result<Option<Tensor>> {
-            if self.upcast {
+            // f32 on the CPU is already "upcast".
+            if self.upcast && !crate::cpu::applies(q) {
                 return Ok(None);
             }
             flash_attention(q, k, v, heads)
@@ -236,7 +237,7 @@ pub fn scaled_dot_product(
     heads: usize,
     upcast: bool,
 ) -> candle_core::Result<Tensor> {
-    if !upcast {
+    if !upcast || crate::cpu::applies(q) {
         if let Some(out) = flash_attention(q, k, v, heads)? {
             return Ok(out);
         }
