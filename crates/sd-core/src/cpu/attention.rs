@@ -19,7 +19,12 @@ const BK: usize = 512;
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
     let (b, n, inner) = q.dims3()?;
     let (kb, m, k_inner) = k.dims3()?;
-    if v.dims() != k.dims() || kb != b || k_inner != inner || heads == 0 || inner % heads != 0 {
+    if v.dims() != k.dims()
+        || kb != b
+        || k_inner != inner
+        || heads == 0
+        || !inner.is_multiple_of(heads)
+    {
         candle_core::bail!(
             "cpu attention: q {:?}, k {:?}, v {:?} with {heads} heads",
             q.dims(),

@@ -17,7 +17,7 @@ pub fn group_norm(
     silu: bool,
 ) -> candle_core::Result<Tensor> {
     let dims = x.dims().to_vec();
-    if dims.len() < 2 || groups == 0 || dims[1] % groups != 0 {
+    if dims.len() < 2 || groups == 0 || !dims[1].is_multiple_of(groups) {
         candle_core::bail!("cpu group_norm: input {dims:?} in {groups} groups")
     }
     let c = dims[1];

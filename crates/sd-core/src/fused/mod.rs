@@ -678,7 +678,8 @@ mod tests {
         let fused = norm.forward_silu(&x).unwrap();
         let manual = candle_nn::ops::silu(&y).unwrap();
         let diff = (fused - manual).unwrap().abs().unwrap().max_all().unwrap();
-        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        // The CPU kernel's SiLU uses its own exp: equal to a few ulps, not bit for bit.
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
     }
 
     #[test]
