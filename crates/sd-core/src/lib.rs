@@ -9,6 +9,7 @@
 pub mod adapters;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod cpu;
 pub mod device;
 pub mod error;
 pub mod interrupt;

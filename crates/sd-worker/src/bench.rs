@@ -12,6 +12,7 @@ use crate::model_options::load_options;
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let options = load_options(&args.model)?;
+    sd_core::cpu::set_enabled(args.cpu_kernels);
     // Fused kernels are checked against their plain compositions before anything is timed with them, and
     // before the model loads, with their scratch memory handed back, so they add nothing to the peak.
     let checks = {
@@ -44,6 +45,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         guidance_scale: args.guidance,
         seed: args.seed,
         component_repeats: args.repeats,
+        warmup: args.warmup,
         end_to_end_repeats: args.runs,
     };
     tracing::info!(model = %info.model, device = %info.device, dtype = %info.dtype,

@@ -56,9 +56,18 @@ pub struct BenchArgs {
     pub guidance: f64,
     #[arg(long, env = "SD_SEED", default_value_t = 0)]
     pub seed: u64,
-    /// Timed repeats of each component (median reported).
+    /// Timed repeats of each component (median reported); 0 skips the component timings.
     #[arg(long, env = "SD_BENCH_REPEATS", default_value_t = 10)]
     pub repeats: usize,
+    /// Untimed warm-up runs before each measurement. Default: 2 (text encoding), 3 (UNet step), 1 (VAE
+    /// decode, end to end). CPU runs take seconds per call: 1 is enough there.
+    #[arg(long, env = "SD_BENCH_WARMUP")]
+    pub warmup: Option<usize>,
+    /// Use sd-core's CPU kernels (attention, convolution, GroupNorm, linear) for f32 on the CPU; `false`
+    /// measures candle's plain composition instead.
+    #[arg(long, env = "SD_BENCH_CPU_KERNELS", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = BoolishValueParser::new())]
+    pub cpu_kernels: bool,
     /// Timed end-to-end generations (median reported); 0 skips them.
     #[arg(long, env = "SD_BENCH_RUNS", default_value_t = 3)]
     pub runs: usize,

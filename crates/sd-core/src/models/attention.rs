@@ -152,7 +152,8 @@ impl Attention {
     fn attend_heads(&self, x: &Tensor, context: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let heads = self.heads;
         let flash = |q: &Tensor, k: &Tensor, v: &Tensor| -> candle_core::Result<Option<Tensor>> {
-            if self.upcast {
+            // f32 on the CPU is already "upcast".
+            if self.upcast && !crate::cpu::applies(q) {
                 return Ok(None);
             }
             self.sdp.flash(q, k, v, heads)

@@ -45,7 +45,9 @@ impl ScaledDotProduct {
         {
             return crate::cuda::flash::attention(q, k, v, heads).map(Some);
         }
-        let _ = (q, k, v, heads);
+        if crate::cpu::applies(q) {
+            return crate::cpu::attention::attention(q, k, v, heads).map(Some);
+        }
         Ok(None)
     }
 
@@ -59,7 +61,8 @@ impl ScaledDotProduct {
         heads: usize,
         upcast: bool,
     ) -> candle_core::Result<Tensor> {
-        if !upcast {
+        // f32 on the CPU is already "upcast".
+        if !upcast || crate::cpu::applies(q) {
             if let Some(out) = self.flash(q, k, v, heads)? {
                 return Ok(out);
             }

@@ -41,7 +41,22 @@ impl Conv2d {
                 return crate::cuda::add_bias_channels_owned(y, b, Some(residual));
             }
         }
+        if let Some(params) = self.cpu_params(x) {
+            let (w, b) = (self.plain.weight(), self.plain.bias());
+            return crate::cpu::conv::conv2d(x, w, b, Some(residual), params);
+        }
         self.forward(x)? + residual
+    }
+
+    /// The CPU kernel's parameters where it applies (f32 on the CPU, one group, no dilation).
+    fn cpu_params(&self, x: &Tensor) -> Option<crate::cpu::conv::ConvParams> {
+        let cfg = self.plain.config();
+        (crate::cpu::applies(x) && cfg.groups == 1 && cfg.dilation == 1).then_some(
+            crate::cpu::conv::ConvParams {
+                padding: cfg.padding,
+                stride: cfg.stride,
+            },
+        )
     }
 }
 
@@ -56,8 +71,13 @@ impl Module for Conv2d {
                     None => Ok(y),
                 }
             }
-            // CPU kernels (crate::cpu) plug in here.
-            Path::Cpu => self.plain.forward(x),
+            Path::Cpu => match self.cpu_params(x) {
+                Some(params) => {
+                    let (w, b) = (self.plain.weight(), self.plain.bias());
+                    crate::cpu::conv::conv2d(x, w, b, None, params)
+                }
+                None => self.plain.forward(x),
+            },
             _ => self.plain.forward(x),
         }
     }

@@ -34,7 +34,10 @@ impl GroupNorm {
             Path::Cuda => {
                 crate::cuda::group_norm(x, &self.weight, &self.bias, self.groups, self.eps, silu)
             }
-            // CPU kernels (crate::cpu) plug in here.
+            Path::Cpu if crate::cpu::applies(x) => {
+                let (w, b) = (&self.weight, &self.bias);
+                crate::cpu::groupnorm::group_norm(x, w, b, self.groups, self.eps, silu)
+            }
             Path::Cpu | Path::Other => {
                 let y = self.plain.forward(x)?;
                 if silu {
@@ -101,6 +104,7 @@ mod tests {
         let fused = norm.forward_silu(&x).unwrap();
         let manual = candle_nn::ops::silu(&y).unwrap();
         let diff = (fused - manual).unwrap().abs().unwrap().max_all().unwrap();
-        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        // The CPU kernel's SiLU uses its own exp: equal to a few ulps, not bit for bit.
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
     }
 }

@@ -86,6 +86,10 @@ impl Linear {
         if let (Path::Cuda, Some(b)) = (Path::of(x), self.plain.bias()) {
             return crate::cuda::add_bias_columns_residual(&self.project(x)?, b, residual);
         }
+        if self.delta.is_none() && crate::cpu::applies(x) {
+            let (w, b) = (self.plain.weight(), self.plain.bias());
+            return crate::cpu::linear::linear(x, w, b, Some(residual));
+        }
         self.forward(x)? + residual
     }
 
@@ -117,7 +121,10 @@ impl Module for Linear {
                     None => Ok(y),
                 }
             }
-            // CPU kernels (crate::cpu) plug in here.
+            Path::Cpu if self.delta.is_none() && crate::cpu::applies(x) => {
+                let (w, b) = (self.plain.weight(), self.plain.bias());
+                crate::cpu::linear::linear(x, w, b, None)
+            }
             Path::Cpu | Path::Other => self.forward_plain(x),
         }
     }

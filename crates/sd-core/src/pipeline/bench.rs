@@ -20,8 +20,11 @@ pub struct BenchSpec {
     pub steps: usize,
     pub guidance_scale: f64,
     pub seed: u64,
-    /// Timed repeats of each component measurement (after warm-up).
+    /// Timed repeats of each component measurement (after warm-up); 0 skips the components.
     pub component_repeats: usize,
+    /// Untimed runs before each measurement; `None`: 2 for text encoding, 3 for the UNet step and 1 for the
+    /// VAE decode and end to end (CPU runs, seconds per call, want fewer).
+    pub warmup: Option<usize>,
     /// Timed end-to-end generations (after one warm-up); 0 skips them.
     pub end_to_end_repeats: usize,
 }
@@ -37,6 +40,9 @@ pub struct BenchReport {
     pub unet_enqueue_ms: f64,
     /// Latents -> pixels in [0, 1] for one image.
     pub vae_decode_ms: f64,
+    /// Every timed UNet step and VAE decode, milliseconds (for min/median on a noisy machine).
+    pub unet_step_runs_ms: Vec<f64>,
+    pub vae_decode_runs_ms: Vec<f64>,
     /// `generate()` from prompt to 8-bit RGB, `steps` steps.
     pub end_to_end_s: f64,
     /// Every timed end-to-end run, seconds.
@@ -82,20 +88,24 @@ impl Pipeline {
         Ok((out, start.elapsed().as_secs_f64()))
     }
 
+    /// Every timed run in milliseconds (none when `repeats` is 0).
     fn repeat_ms<T>(
         &self,
         warmup: usize,
         repeats: usize,
         f: impl Fn() -> Result<T>,
-    ) -> Result<f64> {
+    ) -> Result<Vec<f64>> {
+        if repeats == 0 {
+            return Ok(Vec::new());
+        }
         for _ in 0..warmup {
             self.timed(&f)?;
         }
         let mut times = Vec::with_capacity(repeats);
-        for _ in 0..repeats.max(1) {
+        for _ in 0..repeats {
             times.push(self.timed(&f)?.1 * 1000.0);
         }
-        Ok(median(times))
+        Ok(times)
     }
 
     /// Measures text encoding, one guided UNet step, one VAE decode and whole generations; `phase` is told
@@ -137,7 +147,8 @@ impl Pipeline {
         };
 
         phase(Some("text encoding"))?;
-        let text_encode_ms = self.repeat_ms(2, reps, || self.conditioning(&req))?;
+        let warm = |default: usize| spec.warmup.unwrap_or(default);
+        let text_encode_ms = median(self.repeat_ms(warm(2), reps, || self.conditioning(&req))?);
 
         phase(Some("UNet step"))?;
         let cond = self.conditioning(&req)?;
@@ -153,12 +164,14 @@ impl Pipeline {
         let latents = BatchRng::from_seeds(&[spec.seed]).randn(&shape, &self.device, self.dtype)?;
         let t = scheduler.timesteps().first().copied().unwrap_or(999.0);
         let guidance = spec.guidance_scale;
-        let unet_step_ms = self.repeat_ms(3, reps, || {
+        let unet_step_runs_ms = self.repeat_ms(warm(3), reps, || {
             self.predict_noise(scheduler.as_ref(), &latents, t, cond, guidance, None)
         })?;
 
-        let mut enqueue = Vec::with_capacity(reps.max(1));
-        for _ in 0..reps.max(1) {
+        // Enqueue time means something on asynchronous devices only; on the CPU it is the step time again.
+        let enqueue_reps = if self.device.is_cpu() { 0 } else { reps };
+        let mut enqueue = Vec::with_capacity(enqueue_reps);
+        for _ in 0..enqueue_reps {
             self.device.synchronize()?;
             let start = Instant::now();
             let out = self.predict_noise(scheduler.as_ref(), &latents, t, cond, guidance, None)?;
@@ -169,28 +182,35 @@ impl Pipeline {
         let unet_enqueue_ms = median(enqueue);
 
         phase(Some("VAE decode"))?;
-        let vae_decode_ms = self.repeat_ms(1, reps, || self.decode_to_pixels(&latents))?;
+        let vae_decode_runs_ms =
+            self.repeat_ms(warm(1), reps, || self.decode_to_pixels(&latents))?;
 
         let f32 = |t: Tensor| t.to_dtype(DType::F32);
-        let outputs = vec![
-            ("context".to_string(), f32(cond.context.clone())?),
-            (
-                "noise_pred".to_string(),
-                // The step a profiler attached with `--profile-from-start off` records.
-                f32(crate::device::profiled(&self.device, || {
-                    self.predict_noise(scheduler.as_ref(), &latents, t, cond, guidance, None)
-                        .map_err(candle_core::Error::wrap)
-                })?)?,
-            ),
-            ("pixels".to_string(), self.decode_to_pixels(&latents)?),
-        ];
+        let outputs = if reps == 0 {
+            Vec::new()
+        } else {
+            vec![
+                ("context".to_string(), f32(cond.context.clone())?),
+                (
+                    "noise_pred".to_string(),
+                    // The step a profiler attached with `--profile-from-start off` records.
+                    f32(crate::device::profiled(&self.device, || {
+                        self.predict_noise(scheduler.as_ref(), &latents, t, cond, guidance, None)
+                            .map_err(candle_core::Error::wrap)
+                    })?)?,
+                ),
+                ("pixels".to_string(), self.decode_to_pixels(&latents)?),
+            ]
+        };
 
         phase(Some("end to end"))?;
         let run = || -> Result<(Vec<RgbImage>, f64)> {
             self.timed(|| Ok(self.generate(&req, &mut |_| StepControl::Continue)?.images))
         };
         if spec.end_to_end_repeats > 0 {
-            run()?;
+            for _ in 0..warm(1) {
+                run()?;
+            }
         }
         let mut image = None;
         let mut runs = Vec::with_capacity(spec.end_to_end_repeats);
@@ -206,9 +226,11 @@ impl Pipeline {
             memory_after_load,
             memory_after_runs,
             text_encode_ms,
-            unet_step_ms,
+            unet_step_ms: median(unet_step_runs_ms.clone()),
             unet_enqueue_ms,
-            vae_decode_ms,
+            vae_decode_ms: median(vae_decode_runs_ms.clone()),
+            unet_step_runs_ms,
+            vae_decode_runs_ms,
             end_to_end_s: median(runs.clone()),
             end_to_end_runs_s: runs,
             image,
