@@ -7,9 +7,9 @@
 //! memory, [`verify`] checks the fused kernels against candle.
 
 pub mod adapters;
+pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
-pub mod cpu;
 pub mod device;
 pub mod error;
 pub mod interrupt;

@@ -81,7 +81,9 @@ pub trait JobService: Send + Sync + 'static {
             .map(|name| ModelEntry {
                 model: LibraryModel {
                     path: name.clone(),
-                    family: self.model_info_named(&name).map(|info| info.family.to_string()),
+                    family: self
+                        .model_info_named(&name)
+                        .map(|info| info.family.to_string()),
                     name,
                     format: ModelFormat::Reference,
                 },

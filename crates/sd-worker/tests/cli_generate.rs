@@ -378,7 +378,6 @@ fn bench_reports_timings_and_writes_its_outputs() {
     for key in [
         "text_encode_ms",
         "unet_step_ms",
-        "unet_enqueue_ms",
         "vae_decode_ms",
         "end_to_end_s",
         "load_s",

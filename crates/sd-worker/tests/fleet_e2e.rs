@@ -301,7 +301,10 @@ fn work_help_lists_every_flag_with_its_env_var_and_roles_are_checked() {
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
     let neither = run(&["serve", "--port", "0"]);
-    assert!(neither.contains("--model is required"), "{neither}");
+    assert!(
+        neither.contains("--model or --models-dir is required"),
+        "{neither}"
+    );
     let both = run(&[
         "serve",
         "--port",

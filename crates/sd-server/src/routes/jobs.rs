@@ -8,9 +8,7 @@ use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use sd_engine::{
-    CancelError, CancelOutcome, ImageError, JobSnapshot, JobStatus, SubmitError,
-};
+use sd_engine::{CancelError, CancelOutcome, ImageError, JobSnapshot, JobStatus, SubmitError};
 use serde::Deserialize;
 use utoipa::IntoParams;
 

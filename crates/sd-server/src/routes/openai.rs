@@ -85,7 +85,12 @@ async fn model(
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<Value>, OpenAiError> {
     let models = app.engine.models();
-    let name = app.engine.resolve_model(&id).ok();
+    // Without a library every name means the one model, so only its own name finds it here.
+    let name = if app.engine.model_names().is_empty() {
+        None
+    } else {
+        app.engine.resolve_model(&id).ok()
+    };
     let found = models
         .iter()
         .find(|entry| Some(&entry.model.name) == name.as_ref() || entry.model.name == id);
