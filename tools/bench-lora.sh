@@ -65,15 +65,20 @@ while True:
     time.sleep(0.05)
 PY
 }
-job "warm up" >/dev/null
+for _ in 1 2 3; do job "warm up" >/dev/null; done
 base=() alternating=() repeated=()
 for _ in $(seq "$rounds"); do
   base+=("$(job "a lighthouse")"); alternating+=("$(job "a lighthouse <lora:bench:0.8>")")
 done
 for _ in $(seq "$rounds"); do repeated+=("$(job "a lighthouse <lora:bench:0.8>")"); done
 mean() { python3 -c 'import sys; v=[float(x) for x in sys.argv[1:]]; print(f"{sum(v)/len(v):.0f}")' "$@"; }
+median() { python3 -c 'import sys, statistics; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.0f}")' "$@"; }
+pct() { python3 -c "print(f'{100*($1-$2)/$2:.1f}')"; }
 b=$(mean "${base[@]}") a=$(mean "${alternating[@]}") r=$(mean "${repeated[@]}")
-echo "device=$device size=${size}x${size} steps=$steps rounds=$rounds (total_ms per job)"
-echo "base jobs:                      $b ms  (${base[*]})"
-echo "LoRA jobs after a base job:     $a ms  (${alternating[*]})  added $((a - b)) ms = $(python3 -c "print(f'{100*($a-$b)/$b:.1f}')")%"
-echo "LoRA jobs after the same LoRA:  $r ms  (${repeated[*]})  added $((r - b)) ms = $(python3 -c "print(f'{100*($r-$b)/$b:.1f}')")%"
+mb=$(median "${base[@]}") ma=$(median "${alternating[@]}") mr=$(median "${repeated[@]}")
+echo "device=$device size=${size}x${size} steps=$steps rounds=$rounds (total_ms per job; the first LoRA job also reads the file)"
+echo "base jobs:                      mean $b ms, median $mb ms  (${base[*]})"
+echo "LoRA jobs after a base job:     mean $a ms, median $ma ms  (${alternating[*]})"
+echo "                                added: mean $((a - b)) ms = $(pct "$a" "$b")%, median $((ma - mb)) ms = $(pct "$ma" "$mb")%"
+echo "LoRA jobs after the same LoRA:  mean $r ms, median $mr ms  (${repeated[*]})"
+echo "                                added: mean $((r - b)) ms = $(pct "$r" "$b")%, median $((mr - mb)) ms = $(pct "$mr" "$mb")%"
