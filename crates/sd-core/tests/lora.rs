@@ -83,6 +83,38 @@ fn loras_match_diffusers_and_leave_the_base_model_bit_identical() {
 }
 
 #[test]
+fn a_lora_set_taken_off_and_put_back_from_kept_merged_weights_gives_the_same_images() {
+    let mut pipe = common::load("tiny-sd1");
+    pipe.set_lora_library(LoraLibrary::new(vec![common::fixtures()
+        .join("loras")
+        .join("tiny-sd1")]));
+    // What GPUs do by default; the CPU merges again instead.
+    pipe.keep_merged_loras(true);
+    let pair = format!("{PROMPT} <lora:kohya_attn:0.5> <lora:locon_conv:0.3>");
+    let (base, _) = run(&pipe, PROMPT);
+    let (merged, _) = run(&pipe, &pair);
+    assert_ne!(merged, base);
+    for _ in 0..2 {
+        assert_eq!(
+            run(&pipe, PROMPT).0,
+            base,
+            "base model not restored bit for bit"
+        );
+        let (again, applied) = run(&pipe, &pair);
+        assert_eq!(
+            again, merged,
+            "kept merged weights differ from a fresh merge"
+        );
+        assert_eq!(applied.loras.len(), 2);
+    }
+    // A different set after the kept one merges afresh and still restores the base model.
+    let (single, _) = run(&pipe, &format!("{PROMPT} <lora:kohya_attn:0.8>"));
+    assert!(max_diff(&single, &reference("kohya_attn")) <= 2.0 / 255.0);
+    assert_eq!(run(&pipe, PROMPT).0, base);
+    assert_eq!(run(&pipe, &pair).0, merged);
+}
+
+#[test]
 fn unknown_lora_names_are_errors_listing_what_exists() {
     let mut pipe = common::load("tiny-sd1");
     pipe.set_lora_library(LoraLibrary::new(vec![common::fixtures()

@@ -71,6 +71,7 @@ impl Pipeline {
         });
         let unet = unet?;
         lora_targets.add(Component::Unet, recorded);
+        lora_targets.keep_merged(!device.is_cpu());
         let family = parts
             .family
             .unwrap_or_else(|| detect_family(&te_config, &unet_config));

@@ -14,6 +14,12 @@ impl Pipeline {
         self.lora_library = library;
     }
 
+    /// Whether the merged weights of the LoRA set last taken off are kept, so going back to it is a copy, not
+    /// a merge (on by default on GPUs, off on the CPU where it would cost host memory for little).
+    pub fn keep_merged_loras(&mut self, on: bool) {
+        self.lora_targets.keep_merged(on);
+    }
+
     pub fn lora_library(&self) -> &LoraLibrary {
         &self.lora_library
     }
